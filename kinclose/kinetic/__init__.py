@@ -1,0 +1,1 @@
+"""Kinetic models: velocity grids, Maxwellians and moments, collision operators, DVM solver, shocks."""

@@ -1,0 +1,29 @@
+"""Test-session setup: headless matplotlib, a workspace numba cache, kernels warmed once."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_kernels():
+    """Compile (or load from cache) the DVM kernels once, so test timings are comparable."""
+    from kinclose.kinetic.grid import VelocityGrid
+    from kinclose.kinetic.solver import DVMSolver
+
+    s = DVMSolver(0.0, 1.0, 8, VelocityGrid(-8.0, 8.0, 48), 1.0)
+    s.set_maxwellian(np.ones(8), np.zeros(8), np.ones(8))
+    s.step()
+    s.fields_array()
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
