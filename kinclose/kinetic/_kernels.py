@@ -29,52 +29,106 @@ from numba import njit, prange
 NGHOST = 2
 LIMITERS = {"upwind": 0, "minmod": 1, "vanleer": 2, "mc": 3, "superbee": 4, "fromm": 5}
 
+# numba fastmath without "nnan"/"ninf", so isfinite checks stay meaningful (CONVENTIONS)
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
 # error codes written per cell by the relaxation step
 OK, BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE = 0, 1, 2, 3
 
 
 @njit(cache=True, inline="always")
 def _slope(fm, f0, fp, limiter):
+    """Limited slope of a cell from its neighbours; branch-free so the velocity loop vectorises."""
     a = f0 - fm
     b = fp - f0
     if limiter == 0:
         return 0.0
     if limiter == 5:
         return 0.5 * (a + b)
-    if a * b <= 0.0:
-        return 0.0
-    s = 1.0 if a > 0.0 else -1.0
+    if limiter == 2:
+        ab = a * b
+        return 2.0 * ab / (a + b) if ab > 0.0 else 0.0
+    sg = 0.5 * (math.copysign(1.0, a) + math.copysign(1.0, b))
     aa = abs(a)
     bb = abs(b)
     if limiter == 1:
-        return s * min(aa, bb)
-    if limiter == 2:
-        return 2.0 * a * b / (a + b)
+        return sg * min(aa, bb)
     if limiter == 3:
-        return s * min(2.0 * aa, 2.0 * bb, 0.5 * (aa + bb))
-    # superbee
-    return s * max(min(2.0 * aa, bb), min(aa, 2.0 * bb))
+        return sg * min(2.0 * aa, 2.0 * bb, 0.5 * (aa + bb))
+    return sg * max(min(2.0 * aa, bb), min(aa, 2.0 * bb))
 
 
 @njit(cache=True, inline="always")
-def _transport(f, k, j, vj, limiter):
-    """−(F_{k+½} − F_{k−½}) for velocity j (divide by Δx outside); upwind MUSCL faces."""
-    if vj > 0.0:
-        fp = f[k, j] + 0.5 * _slope(f[k - 1, j], f[k, j], f[k + 1, j], limiter)
-        fm = f[k - 1, j] + 0.5 * _slope(f[k - 2, j], f[k - 1, j], f[k, j], limiter)
-    else:
-        fp = f[k + 1, j] - 0.5 * _slope(f[k, j], f[k + 1, j], f[k + 2, j], limiter)
-        fm = f[k, j] - 0.5 * _slope(f[k - 1, j], f[k, j], f[k + 1, j], limiter)
+def _tpos(f, k, j, vj, limiter):
+    """−(F_{k+½} − F_{k−½}) for v_j > 0 (upwind = left cell)."""
+    fp = f[k, j] + 0.5 * _slope(f[k - 1, j], f[k, j], f[k + 1, j], limiter)
+    fm = f[k - 1, j] + 0.5 * _slope(f[k - 2, j], f[k - 1, j], f[k, j], limiter)
+    return -vj * (fp - fm)
+
+
+@njit(cache=True, inline="always")
+def _tneg(f, k, j, vj, limiter):
+    """−(F_{k+½} − F_{k−½}) for v_j ≤ 0 (upwind = right cell)."""
+    fp = f[k + 1, j] - 0.5 * _slope(f[k, j], f[k + 1, j], f[k + 2, j], limiter)
+    fm = f[k, j] - 0.5 * _slope(f[k - 1, j], f[k, j], f[k + 1, j], limiter)
     return -vj * (fp - fm)
 
 
 @njit(cache=True)
-def _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht):
+def _transport_row(f, k, v, j0, limiter, scale, out):
+    """out[j] = scale · (−(F_{k+½} − F_{k−½})) for all velocities; v sorted, v[j] > 0 for j ≥ j0.
+
+    The limiter branch is hoisted out of the loops so each loop is branch-free (SIMD).
+    """
+    nv = v.size
+    if limiter == 3:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 3)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 3)
+    elif limiter == 1:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 1)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 1)
+    elif limiter == 2:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 2)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 2)
+    elif limiter == 4:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 4)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 4)
+    elif limiter == 5:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 5)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 5)
+    else:
+        for j in range(j0):
+            out[j] = scale * _tneg(f, k, j, v[j], 0)
+        for j in range(j0, nv):
+            out[j] = scale * _tpos(f, k, j, v[j], 0)
+
+
+@njit(cache=True)
+def _first_positive(v):
+    for j in range(v.size):
+        if v[j] > 0.0:
+            return j
+    return v.size
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht, G):
     """Conservative discrete equilibrium (BGK α = 0, Shakhov α ≠ 0) written into gt, ht (nv,).
 
     F⁺ = continuous target + G (c0 + c1 ξ + c2 ξ²) (also 2T × that for h), with c solving the
     3×3 system that makes Σ gt Δv = ρ, Σ v gt Δv = ρu, ½ Σ (v² gt + ht) Δv = E exactly.
-    Returns max |c_k| (the relative size of the correction: a grid-quality measure).
+    G (nv,) is a work buffer. Returns max |c_k| (the relative size of the correction: a
+    grid-quality measure).
     """
     nv = v.size
     u = mom / rho
@@ -89,6 +143,7 @@ def _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht):
         c = v[j] - u
         xi = c / sT
         Gj = coef * math.exp(-0.5 * xi * xi)
+        G[j] = Gj
         gj = Gj * (1.0 + alpha * c * (xi * xi - 3.0))
         hj = 2.0 * T * Gj * (1.0 + alpha * c * (xi * xi - 1.0))
         gt[j] = gj
@@ -119,15 +174,15 @@ def _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht):
     c2 = (A00 * (A11 * r2 - r1 * A21) - A01 * (A10 * r2 - r1 * A20) + r0 * (A10 * A21 - A11 * A20)) / det
     for j in range(nv):
         xi = (v[j] - u) / sT
-        corr = coef * math.exp(-0.5 * xi * xi) * (c0 + xi * (c1 + xi * c2))
+        corr = G[j] * (c0 + xi * (c1 + xi * c2))
         gt[j] += corr
         ht[j] += 2.0 * T * corr
     return max(abs(c0), abs(c1), abs(c2))
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def _relax_row(g, h, work, v, dv, a, mu_ref, omega, pr, shakhov):
-    """In place: g, h ← (f* + aν F⁺)/(1 + aν) for one cell; work is a (2, nv) buffer.
+    """In place: g, h ← (f* + aν F⁺)/(1 + aν) for one cell; work rows 0–2 are scratch (nv,).
 
     Returns (error code, max |correction coefficient|).
     """
@@ -163,7 +218,7 @@ def _relax_row(g, h, work, v, dv, a, mu_ref, omega, pr, shakhov):
         alpha = (1.0 - pr) * qn / (5.0 * rho * T * T)
     gt = work[0]
     ht = work[1]
-    cmax = _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht)
+    cmax = _equilibrium_row(v, dv, rho, mom, en, alpha, gt, ht, work[2])
     inv = 1.0 / (1.0 + an)
     for j in range(nv):
         g[j] = (g[j] + an * gt[j]) * inv
@@ -173,16 +228,24 @@ def _relax_row(g, h, work, v, dv, a, mu_ref, omega, pr, shakhov):
 
 @njit(cache=True, parallel=True)
 def ars_stage2(g, h, v, dv, dx, dt, gam, limiter, mu_ref, omega, pr, shakhov, g2, h2, work, flag, corr):
-    """Stage 2 of ARS(2,2,2): f2 = R_{γΔt}(f + γΔt T(f)) on interior rows of g2, h2."""
+    """Stage 2 of ARS(2,2,2): f2 = R_{γΔt}(f + γΔt T(f)) on interior rows of g2, h2.
+
+    work (nx, 4, nv) is scratch space; flag, corr (nx,) receive error codes and correction sizes.
+    """
     nx = g.shape[0] - 2 * NGHOST
     nv = v.size
+    j0 = _first_positive(v)
     a = gam * dt
+    adx = a / dx
     for i in prange(nx):
         k = i + NGHOST
+        w = work[i]
+        _transport_row(g, k, v, j0, limiter, adx, w[0])
+        _transport_row(h, k, v, j0, limiter, adx, w[1])
         for j in range(nv):
-            g2[k, j] = g[k, j] + a * _transport(g, k, j, v[j], limiter) / dx
-            h2[k, j] = h[k, j] + a * _transport(h, k, j, v[j], limiter) / dx
-        code, cm = _relax_row(g2[k], h2[k], work[i], v, dv, a, mu_ref, omega, pr, shakhov)
+            g2[k, j] = g[k, j] + w[0, j]
+            h2[k, j] = h[k, j] + w[1, j]
+        code, cm = _relax_row(g2[k], h2[k], w, v, dv, a, mu_ref, omega, pr, shakhov)
         flag[i] = code
         corr[i] = cm
 
@@ -197,18 +260,23 @@ def ars_stage3(g, h, g2, h2, v, dv, dx, dt, gam, delta, limiter, mu_ref, omega, 
     """
     nx = g.shape[0] - 2 * NGHOST
     nv = v.size
+    j0 = _first_positive(v)
     a = gam * dt
-    w = (1.0 - gam) / gam
+    c = (1.0 - gam) / gam
+    idx = 1.0 / dx
     for i in prange(nx):
         k = i + NGHOST
+        w = work[i]
+        _transport_row(g, k, v, j0, limiter, idx, w[0])
+        _transport_row(g2, k, v, j0, limiter, idx, w[1])
+        _transport_row(h, k, v, j0, limiter, idx, w[2])
+        _transport_row(h2, k, v, j0, limiter, idx, w[3])
         for j in range(nv):
-            t1 = _transport(g, k, j, v[j], limiter) / dx
-            t2 = _transport(g2, k, j, v[j], limiter) / dx
-            gout[k, j] = g[k, j] + dt * (delta * t1 + (1.0 - delta) * t2) + w * (g2[k, j] - g[k, j] - a * t1)
-            t1 = _transport(h, k, j, v[j], limiter) / dx
-            t2 = _transport(h2, k, j, v[j], limiter) / dx
-            hout[k, j] = h[k, j] + dt * (delta * t1 + (1.0 - delta) * t2) + w * (h2[k, j] - h[k, j] - a * t1)
-        code, cm = _relax_row(gout[k], hout[k], work[i], v, dv, a, mu_ref, omega, pr, shakhov)
+            t1 = w[0, j]
+            gout[k, j] = g[k, j] + dt * (delta * t1 + (1.0 - delta) * w[1, j]) + c * (g2[k, j] - g[k, j] - a * t1)
+            t1 = w[2, j]
+            hout[k, j] = h[k, j] + dt * (delta * t1 + (1.0 - delta) * w[3, j]) + c * (h2[k, j] - h[k, j] - a * t1)
+        code, cm = _relax_row(gout[k], hout[k], w, v, dv, a, mu_ref, omega, pr, shakhov)
         flag[i] = code
         corr[i] = cm
 
@@ -262,7 +330,7 @@ def macro_fields(g, h, v, dv, out):
 
 
 @njit(cache=True, parallel=True)
-def maxwellian_rows(rho, u, T, v, dv, g, h, corr):
+def maxwellian_rows(rho, u, T, v, dv, g, h, work, corr):
     """Discrete conservative Maxwellians (g, h) with exact moments (ρ, ρu, E) per cell; rows (nx, nv).
 
     corr (nx,) receives the relative size of the moment correction (grid quality)."""
@@ -270,7 +338,7 @@ def maxwellian_rows(rho, u, T, v, dv, g, h, corr):
     for i in prange(nx):
         mom = rho[i] * u[i]
         en = 0.5 * rho[i] * u[i] * u[i] + 1.5 * rho[i] * T[i]
-        corr[i] = _equilibrium_row(v, dv, rho[i], mom, en, 0.0, g[i], h[i])
+        corr[i] = _equilibrium_row(v, dv, rho[i], mom, en, 0.0, g[i], h[i], work[i])
 
 
 @njit(cache=True, parallel=True)

@@ -111,7 +111,7 @@ class DVMSolver:
         self._h2 = K.empty_padded(nx, nv)
         self._gn = K.empty_padded(nx, nv)
         self._hn = K.empty_padded(nx, nv)
-        self._work = np.zeros((nx, 2, nv))
+        self._work = np.zeros((nx, 4, nv))
         self._flag = np.zeros(nx, dtype=np.int64)
         self._corr = np.zeros(nx)
         self._left_g = np.zeros(nv)
@@ -260,7 +260,7 @@ def discrete_maxwellian(rho: NDArray, u: NDArray, T: NDArray, grid: VelocityGrid
     grid.check_covers(rho, u, T)
     g = np.empty((rho.size, grid.nv))
     h = np.empty_like(g)
-    K.maxwellian_rows(rho, u, T, np.ascontiguousarray(grid.v), grid.dv, g, h, np.empty(rho.size))
+    K.maxwellian_rows(rho, u, T, np.ascontiguousarray(grid.v), grid.dv, g, h, np.empty((rho.size, grid.nv)), np.empty(rho.size))
     return g, h
 
 

@@ -1,0 +1,308 @@
+"""Label tasks: an initial-data spec, ε, seed, velocity grid, t_end and snapshot times → one
+HDF5 shard holding the DVM solution (DESIGN §4).
+
+The kinetic model is the Chu-reduced BGK/Shakhov equation of ``kinclose.kinetic.solver``,
+
+    ∂t g + v ∂x g = ν (G⁺ − g),   ∂t h + v ∂x h = ν (H⁺ − h),   ν = ρ T^{1−ω} / μ_ref,
+
+on the periodic domain [x_left, x_right), μ_ref from ε = λ_ref / L (VHS mean free path,
+``kinclose.physics.mu_ref_for_knudsen`` with L = x_right − x_left).
+
+Task seeds derive from the dataset's base seed and the task id,
+``np.random.SeedSequence(base_seed, spawn_key=(task_id,))``, so a task's initial data do not depend
+on how many tasks there are or in which order they run; the seed is stored in the shard.
+
+Velocity grid: ``VelocityGrid.for_states`` over the task's initial states with the temperature
+margin ``T_margin`` (covers u ± v_width √(T_margin max(T, T_∥))). If the grid turns out too narrow
+or too coarse (``VelocityGridError`` at the start or during the run), the task is retried once on
+a grid widened by ``retry_widen`` about its centre and refined to ``retry_refine`` × Δv (so nv grows
+by retry_widen / retry_refine); a second failure raises :class:`LabelError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kinclose.data import initial as ic
+from kinclose.data.schema import shard_name, write_shard
+from kinclose.kinetic.grid import DEFAULT_WIDTH, VelocityGrid, VelocityGridError
+from kinclose.physics import mu_ref_for_knudsen
+
+log = logging.getLogger(__name__)
+
+
+class LabelError(RuntimeError):
+    """A label task failed for a reason that retrying on the same grid does not fix."""
+
+
+class LabelConfigError(ValueError):
+    """Non-physical or inconsistent dataset settings."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything that defines a dataset (besides the code version); see ``conf/dataset/*.yaml``.
+
+    Attributes
+    ----------
+    name : label of the dataset.
+    n_tasks : number of label tasks (= shards).
+    seed : base seed; task seeds derive from it and the task id.
+    nx : cells on [x_left, x_right); nv : velocity nodes (before a retry).
+    t_end : final time; n_snapshots : snapshots at linspace(0, t_end, n_snapshots).
+    collision : "bgk" or "shakhov"; omega : VHS exponent (μ = μ_ref T^ω).
+    cfl, limiter : DVM transport settings.
+    v_width, T_margin : grid covers u ± v_width √(T_margin T) of every initial state.
+    retry_widen, retry_refine : retry grid (widen bounds, multiply Δv).
+    compression : None, "gzip" or "lzf" for /g and /h.
+    ranges : :class:`kinclose.data.initial.ICRanges` as a dict.
+    """
+
+    name: str = "small"
+    n_tasks: int = 48
+    seed: int = 2024
+    nx: int = 64
+    nv: int = 128
+    t_end: float = 0.15
+    n_snapshots: int = 7
+    x_left: float = -0.5
+    x_right: float = 0.5
+    collision: str = "bgk"
+    omega: float = 0.5
+    cfl: float = 0.5
+    limiter: str = "mc"
+    v_width: float = DEFAULT_WIDTH
+    T_margin: float = 1.5
+    retry_widen: float = 1.5
+    retry_refine: float = 0.5
+    compression: str | None = None
+    ranges: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise LabelConfigError(f"unknown dataset keys {sorted(unknown)}; known keys: {sorted(known)}")
+        spec = cls(**d)
+        spec.validate()
+        return spec
+
+    def ic_ranges(self) -> ic.ICRanges:
+        return ic.ICRanges.from_dict(dict(self.ranges))
+
+    def validate(self) -> None:
+        """Raise :class:`LabelConfigError` naming the bad value and the fix."""
+
+        def bad(msg: str) -> None:
+            raise LabelConfigError(msg)
+
+        if not (isinstance(self.n_tasks, int) and self.n_tasks >= 1):
+            bad(f"dataset.n_tasks={self.n_tasks} must be an integer >= 1")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            bad(f"dataset.seed={self.seed} must be a non-negative integer")
+        if not (isinstance(self.nx, int) and self.nx >= 4):
+            bad(f"dataset.nx={self.nx} must be an integer >= 4")
+        if not (isinstance(self.nv, int) and self.nv >= 8):
+            bad(f"dataset.nv={self.nv} must be an integer >= 8")
+        if not (math.isfinite(self.t_end) and self.t_end > 0):
+            bad(f"dataset.t_end={self.t_end} must be finite and > 0")
+        if not (isinstance(self.n_snapshots, int) and self.n_snapshots >= 2):
+            bad(f"dataset.n_snapshots={self.n_snapshots} must be an integer >= 2 (t = 0 and t_end at least)")
+        if not self.x_right > self.x_left:
+            bad(f"dataset.x_left={self.x_left}, x_right={self.x_right}: need x_right > x_left")
+        if self.collision not in ("bgk", "shakhov"):
+            bad(f"dataset.collision={self.collision!r}: the DVM labeler supports 'bgk' and 'shakhov'")
+        if not (0.5 <= self.omega <= 1.0):
+            bad(f"dataset.omega={self.omega} must lie in [0.5, 1] (VHS exponent: 0.5 hard spheres, 0.81 argon)")
+        if not (0.0 < self.cfl <= 1.0):
+            bad(f"dataset.cfl={self.cfl} must lie in (0, 1]")
+        if not (self.v_width >= 4.0):
+            bad(f"dataset.v_width={self.v_width} is too narrow: use >= 4 thermal speeds (default {DEFAULT_WIDTH})")
+        if not (self.T_margin >= 1.0):
+            bad(f"dataset.T_margin={self.T_margin} must be >= 1 (the grid covers T_margin * T_max)")
+        if not (self.retry_widen >= 1.0 and 0.0 < self.retry_refine <= 1.0):
+            bad(f"dataset.retry_widen={self.retry_widen} must be >= 1 and retry_refine={self.retry_refine} in (0, 1]")
+        if self.compression not in (None, "gzip", "lzf"):
+            bad(f"dataset.compression={self.compression!r}: choose null, 'gzip' or 'lzf'")
+        self.ic_ranges()  # validates the ranges (InitialDataError names the value)
+
+    def snapshot_times(self) -> list[float]:
+        return np.linspace(0.0, self.t_end, self.n_snapshots).tolist()
+
+
+@dataclass(frozen=True)
+class LabelTask:
+    """One label task, JSON-serialisable; its JSON is the shard's ``config`` attribute."""
+
+    task_id: int
+    seed: int
+    ic: dict[str, Any]
+    kn: float
+    omega: float
+    collision: str
+    x_left: float
+    x_right: float
+    nx: int
+    nv: int
+    t_end: float
+    snapshots: list[float]
+    cfl: float
+    limiter: str
+    v_width: float
+    T_margin: float
+    retry_widen: float
+    retry_refine: float
+    compression: str | None = None
+    bc: str = "periodic"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> "LabelTask":
+        return cls(**json.loads(s))
+
+
+def task_seed(base_seed: int, task_id: int) -> int:
+    """32-bit seed of task ``task_id`` from ``SeedSequence(base_seed, spawn_key=(task_id,))``."""
+    return int(np.random.SeedSequence(int(base_seed), spawn_key=(int(task_id),)).generate_state(1, np.uint32)[0])
+
+
+def make_tasks(spec: DatasetSpec) -> list[LabelTask]:
+    """The dataset's tasks; task i depends only on (spec, i)."""
+    spec.validate()
+    ranges = spec.ic_ranges()
+    tasks = []
+    for i in range(spec.n_tasks):
+        seed = task_seed(spec.seed, i)
+        rng = np.random.default_rng(seed)
+        kn = ic.sample_kn(rng, *ranges.kn)
+        ic_spec = ic.sample_initial(rng, ranges, spec.x_left, spec.x_right)
+        tasks.append(LabelTask(
+            task_id=i, seed=seed, ic=ic_spec, kn=kn, omega=float(spec.omega), collision=spec.collision,
+            x_left=float(spec.x_left), x_right=float(spec.x_right), nx=spec.nx, nv=spec.nv,
+            t_end=float(spec.t_end), snapshots=spec.snapshot_times(), cfl=float(spec.cfl), limiter=spec.limiter,
+            v_width=float(spec.v_width), T_margin=float(spec.T_margin), retry_widen=float(spec.retry_widen),
+            retry_refine=float(spec.retry_refine), compression=spec.compression,
+        ))
+    return tasks
+
+
+def cell_centres(x_left: float, x_right: float, nx: int) -> NDArray[np.float64]:
+    """(nx,) cell centres of the uniform grid on [x_left, x_right) (same as ``DVMSolver.x``)."""
+    dx = (x_right - x_left) / nx
+    return x_left + (np.arange(nx) + 0.5) * dx
+
+
+def task_grid(task: LabelTask, attempt: int = 0) -> VelocityGrid:
+    """Velocity grid of the task; ``attempt`` 1 is the widened and refined retry grid."""
+    x = cell_centres(task.x_left, task.x_right, task.nx)
+    _, u, T, aniso = ic.evaluate(task.ic, x)
+    T_par, _ = ic.parallel_perpendicular(T, aniso)
+    base = VelocityGrid.for_states(u, np.maximum(T, T_par) * task.T_margin, task.nv, width=task.v_width)
+    if attempt == 0:
+        return base
+    c = 0.5 * (base.v_min + base.v_max)
+    half = 0.5 * (base.v_max - base.v_min) * task.retry_widen
+    nv = int(math.ceil(task.nv * task.retry_widen / task.retry_refine - 1e-9))
+    return VelocityGrid(c - half, c + half, nv)
+
+
+def solve_task(task: LabelTask, grid: VelocityGrid) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """Run the DVM for one task on ``grid``; return the shard arrays and solver statistics.
+
+    Raises ``VelocityGridError`` when the grid cannot represent a state, ``SolverDivergedError``
+    when the solution leaves the physical state space.
+    """
+    from kinclose.kinetic.moments import conserved
+    from kinclose.kinetic.solver import DVMSolver
+
+    mu_ref = mu_ref_for_knudsen(task.kn, task.omega, length=task.x_right - task.x_left)
+    solver = DVMSolver(task.x_left, task.x_right, task.nx, grid, mu_ref, task.omega, task.collision, task.bc,
+                       task.cfl, task.limiter)
+    rho, u, T, aniso = ic.evaluate(task.ic, solver.x)
+    noneq = task.ic.get("anisotropy") is not None
+    if noneq:
+        T_par, _ = ic.parallel_perpendicular(T, aniso)
+        grid.check_covers(rho, u, T_par, solver.grid_rtol)
+        solver.set_distribution(*ic.bi_maxwellian(rho, u, T, aniso, solver.v))
+    else:
+        solver.set_maxwellian(rho, u, T)
+    times = np.asarray(task.snapshots, dtype=float)
+    nt, nx, nv = times.size, task.nx, grid.nv
+    g = np.empty((nt, nx, nv))
+    h = np.empty((nt, nx, nv))
+    flds = np.empty((nt, nx, 5))
+    for k, tk in enumerate(times):
+        if tk > solver.t:
+            solver.run(float(tk), progress=False)
+        gi, hi = solver.interior
+        g[k], h[k] = gi, hi
+        flds[k] = solver.fields_array()
+    v = np.ascontiguousarray(solver.v)
+    arrays = {"x": solver.x, "v": v, "t": times, "g": g, "h": h, "U": conserved(g, h, v, grid.dv), "fields": flds}
+    stats = {"steps": solver.steps, "v_min": grid.v_min, "v_max": grid.v_max, "dv": grid.dv, "mu_ref": mu_ref,
+             "noneq": noneq}
+    return arrays, stats
+
+
+def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int | None = None) -> dict[str, Any]:
+    """Label one task and write ``out_dir/shard_<task_id:05d>.h5`` atomically.
+
+    Parameters
+    ----------
+    task : the task (or its ``asdict``).
+    out_dir : dataset root (shared file system when run on a cluster).
+    threads : numba threads for this process (``numba.set_num_threads``); None keeps the setting.
+
+    Returns
+    -------
+    dict: the manifest entry fields (file, task_id, samples, sha256, kn, ic_kind) plus
+    ``updates`` (cell·velocity updates), ``wall_s``, ``grid_attempts``, ``nv``.
+    """
+    if isinstance(task, dict):
+        task = LabelTask(**task)
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    t0 = time.perf_counter()
+    errors = []
+    for attempt in (0, 1):
+        grid = task_grid(task, attempt)
+        try:
+            arrays, stats = solve_task(task, grid)
+            break
+        except VelocityGridError as exc:
+            errors.append(str(exc))
+            log.warning("task %d: velocity grid [%.4g, %.4g] nv=%d failed (%s)%s", task.task_id, grid.v_min,
+                        grid.v_max, grid.nv, exc, "; retrying on a wider, finer grid" if attempt == 0 else "")
+    else:
+        raise LabelError(f"task {task.task_id}: the velocity grid is too narrow or too coarse even after widening "
+                         f"by {task.retry_widen} and refining by {task.retry_refine}: {errors[-1]}")
+    wall = time.perf_counter() - t0
+    attrs = {
+        "seed": int(task.seed), "config": task.to_json(), "kn": float(task.kn), "omega": float(task.omega),
+        "collision": task.collision, "mu_ref": float(stats["mu_ref"]), "bc": task.bc,
+        "x_left": float(task.x_left), "x_right": float(task.x_right), "t_end": float(task.t_end),
+        "ic_kind": str(task.ic["kind"]), "task_id": int(task.task_id), "noneq": bool(stats["noneq"]),
+        "grid_attempts": len(errors) + 1, "steps": int(stats["steps"]), "v_min": float(stats["v_min"]),
+        "v_max": float(stats["v_max"]), "cfl": float(task.cfl), "limiter": task.limiter, "wall_s": float(wall),
+    }
+    out = Path(out_dir) / shard_name(task.task_id)
+    info = write_shard(out, arrays, stats["dv"], attrs, compression=task.compression)
+    return {
+        "file": out.name, "task_id": task.task_id, "samples": info["samples"], "sha256": info["sha256"],
+        "kn": float(task.kn), "ic_kind": str(task.ic["kind"]), "updates": int(stats["steps"]) * task.nx * grid.nv,
+        "wall_s": wall, "grid_attempts": len(errors) + 1, "nv": grid.nv, "data_sha256": info["data_sha256"],
+    }

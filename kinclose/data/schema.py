@@ -1,0 +1,312 @@
+"""HDF5 shard layout (schema version 1), checksums and the dataset manifest — the one place that
+writes and validates them (CONVENTIONS, Data).
+
+Shard ``shard_<task_id:05d>.h5``
+--------------------------------
+Root attributes: ``schema_version`` (int, 1), ``package_version`` (str), ``config`` (JSON of the
+task spec), ``seed`` (int), ``created`` (ISO 8601), ``kn`` (ε = λ_ref/L, VHS mean free path),
+``omega``, ``collision``, ``mu_ref``, ``bc``, ``x_left``, ``x_right``, ``t_end``, ``ic_kind``;
+extra: ``task_id``, ``nx``, ``nv``, ``data_sha256`` (SHA-256 of the raw bytes of the datasets in
+``DATASETS`` order, a content checksum that the file carries itself), ``noneq`` and solver stats.
+
+Datasets (float64)::
+
+    /x       (nx,)          cell centres
+    /v       (nv,)          velocity nodes, attribute ``dv`` (uniform weight)
+    /t       (nt,)          snapshot times, t[0] = 0
+    /g       (nt, nx, nv)   g = ∫ f dv2 dv3
+    /h       (nt, nx, nv)   h = ∫ (v2² + v3²) f dv2 dv3
+    /U       (nt, nx, 3)    (ρ, ρu, E) = Σ (g, v g, ½(v² g + h)) Δv
+    /fields  (nt, nx, 5)    ρ, u, T, σ, q
+
+Manifest ``manifest.json`` (dataset root), written atomically, complete shards only::
+
+    {"schema_version": 1, "package_version": ..., "shards": [{"file": "shard_00000.h5", "task_id": 0,
+     "samples": nt*nx, "sha256": "<hex of the file bytes>", "kn": ..., "ic_kind": ...}, ...]}
+
+A shard is *complete* when it opens, validates against this layout and its ``data_sha256``
+matches; a manifest entry is trusted only when the file's SHA-256 equals the recorded one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kinclose.io import atomic_write, atomic_write_json
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+DATASETS = ("x", "v", "t", "g", "h", "U", "fields")
+REQUIRED_ATTRS: dict[str, tuple[type, ...]] = {
+    "schema_version": (int, np.integer),
+    "package_version": (str,),
+    "config": (str,),
+    "seed": (int, np.integer),
+    "created": (str,),
+    "kn": (float, np.floating),
+    "omega": (float, np.floating),
+    "collision": (str,),
+    "mu_ref": (float, np.floating),
+    "bc": (str,),
+    "x_left": (float, np.floating),
+    "x_right": (float, np.floating),
+    "t_end": (float, np.floating),
+    "ic_kind": (str,),
+}
+MANIFEST_ENTRY_KEYS = ("file", "task_id", "samples", "sha256", "kn", "ic_kind")
+
+
+class ShardError(ValueError):
+    """A shard or manifest does not follow the schema (missing, truncated, corrupted, wrong layout)."""
+
+
+def shard_name(task_id: int) -> str:
+    return f"shard_{int(task_id):05d}.h5"
+
+
+def package_version() -> str:
+    import kinclose
+
+    return kinclose.__version__
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def data_sha256(arrays: dict[str, NDArray]) -> str:
+    """Hex SHA-256 over the C-ordered float64 bytes of ``arrays[name]`` for name in ``DATASETS``."""
+    h = hashlib.sha256()
+    for name in DATASETS:
+        a = np.ascontiguousarray(arrays[name], dtype=np.float64)
+        h.update(name.encode())
+        h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _check_arrays(arrays: dict[str, NDArray]) -> tuple[int, int, int]:
+    missing = [k for k in DATASETS if k not in arrays]
+    if missing:
+        raise ShardError(f"shard data lacks datasets {missing}")
+    x, v, t = (np.asarray(arrays[k]) for k in ("x", "v", "t"))
+    if x.ndim != 1 or v.ndim != 1 or t.ndim != 1:
+        raise ShardError(f"/x, /v, /t must be 1-D, got shapes {x.shape}, {v.shape}, {t.shape}")
+    nx, nv, nt = x.size, v.size, t.size
+    expect = {"g": (nt, nx, nv), "h": (nt, nx, nv), "U": (nt, nx, 3), "fields": (nt, nx, 5)}
+    for k, shp in expect.items():
+        if tuple(np.shape(arrays[k])) != shp:
+            raise ShardError(f"/{k} has shape {tuple(np.shape(arrays[k]))}, expected {shp} (nt, nx, nv = {nt}, {nx}, {nv})")
+    if nt < 1 or t[0] != 0.0 or np.any(np.diff(t) <= 0):
+        raise ShardError(f"/t must start at 0 and increase strictly, got {t.tolist()}")
+    return nt, nx, nv
+
+
+def write_shard(
+    path: str | os.PathLike,
+    arrays: dict[str, NDArray],
+    dv: float,
+    attrs: dict[str, Any],
+    compression: str | None = None,
+) -> dict[str, Any]:
+    """Write a shard atomically (temporary file in the same directory + ``os.replace``).
+
+    Parameters
+    ----------
+    arrays : x (nx,), v (nv,), t (nt,), g, h (nt, nx, nv), U (nt, nx, 3), fields (nt, nx, 5).
+    dv : velocity quadrature weight, stored as ``/v`` attribute ``dv``.
+    attrs : root attributes; ``schema_version``, ``package_version``, ``created`` and
+        ``data_sha256`` are filled in here.
+    compression : None or an h5py filter name ("gzip", "lzf") for /g and /h.
+
+    Returns
+    -------
+    dict with ``sha256`` (file bytes), ``data_sha256`` and ``samples`` = nt·nx.
+    """
+    import h5py
+
+    nt, nx, nv = _check_arrays(arrays)
+    attrs = dict(attrs)
+    attrs.update(schema_version=SCHEMA_VERSION, package_version=package_version(), created=now_iso(),
+                 data_sha256=data_sha256(arrays), nx=nx, nv=nv)
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise ShardError(f"shard attributes lack {missing}")
+
+    def _write(tmp: str) -> None:
+        with h5py.File(tmp, "w", track_order=True) as fh:
+            for k, val in attrs.items():
+                fh.attrs[k] = val
+            for k in DATASETS:
+                kw: dict[str, Any] = {"track_times": False}
+                if compression and k in ("g", "h"):
+                    kw.update(compression=compression, shuffle=True, chunks=(1, nx, nv))
+                fh.create_dataset(k, data=np.ascontiguousarray(arrays[k], dtype=np.float64), **kw)
+            fh["v"].attrs["dv"] = float(dv)
+            fh.flush()
+        with open(tmp, "rb+") as raw:  # data on disk before the rename makes it visible
+            os.fsync(raw.fileno())
+
+    atomic_write(path, _write)
+    return {"sha256": sha256_file(path), "data_sha256": attrs["data_sha256"], "samples": nt * nx}
+
+
+def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        return {k: _py(v) for k, v in fh.attrs.items()}
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def validate_shard(path: str | os.PathLike, deep: bool = True) -> dict[str, Any]:
+    """Check a shard against the schema; return its root attributes (plus nt, nx, nv, samples).
+
+    ``deep`` also reads every dataset, checks finiteness, g ≥ 0, U = moments of (g, h) and the
+    content checksum ``data_sha256``. Raises :class:`ShardError` with the reason otherwise.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise ShardError(f"{path}: no such shard")
+    try:
+        fh = h5py.File(path, "r")
+    except Exception as exc:  # truncated or corrupted files fail here
+        raise ShardError(f"{path}: cannot be opened as HDF5 ({exc}); the file is truncated or corrupted") from exc
+    try:
+        with fh:
+            attrs = {k: _py(v) for k, v in fh.attrs.items()}
+            for k, types in REQUIRED_ATTRS.items():
+                if k not in attrs:
+                    raise ShardError(f"{path}: root attribute {k!r} is missing")
+                if not isinstance(attrs[k], types) or isinstance(attrs[k], bool):
+                    raise ShardError(f"{path}: attribute {k!r} = {attrs[k]!r} has type {type(attrs[k]).__name__}")
+            if attrs["schema_version"] != SCHEMA_VERSION:
+                raise ShardError(f"{path}: schema_version {attrs['schema_version']} != {SCHEMA_VERSION}")
+            try:
+                json.loads(attrs["config"])
+            except json.JSONDecodeError as exc:
+                raise ShardError(f"{path}: attribute 'config' is not JSON ({exc})") from exc
+            for k in DATASETS:
+                if k not in fh or not isinstance(fh[k], h5py.Dataset):
+                    raise ShardError(f"{path}: dataset /{k} is missing")
+                if fh[k].dtype != np.float64:
+                    raise ShardError(f"{path}: /{k} has dtype {fh[k].dtype}, expected float64")
+            if "dv" not in fh["v"].attrs:
+                raise ShardError(f"{path}: /v lacks attribute 'dv'")
+            shapes = {k: fh[k].shape for k in DATASETS}
+            # zero-stride stand-ins: shape checks without reading the large datasets
+            _check_arrays({k: np.broadcast_to(np.float64(0.0), s) if k in ("g", "h", "U", "fields") else fh[k][()]
+                           for k, s in shapes.items()})
+            nt, nx, nv = shapes["g"]
+            if deep:
+                arrays = {k: fh[k][()] for k in DATASETS}
+                for k, a in arrays.items():
+                    if not np.isfinite(a).all():
+                        raise ShardError(f"{path}: /{k} holds non-finite values")
+                if np.any(arrays["g"] < 0) or np.any(arrays["h"] < 0):
+                    raise ShardError(f"{path}: /g or /h holds negative values")
+                ds = data_sha256(arrays)
+                if attrs.get("data_sha256") != ds:
+                    raise ShardError(f"{path}: content checksum mismatch (data_sha256 {attrs.get('data_sha256')!r} "
+                                     f"!= {ds!r}); the data are corrupted")
+                from kinclose.kinetic.moments import conserved
+
+                U = conserved(arrays["g"], arrays["h"], arrays["v"], float(fh["v"].attrs["dv"]))
+                if not np.allclose(U, arrays["U"], rtol=1e-10, atol=1e-12):
+                    raise ShardError(f"{path}: /U is not the moment vector of (/g, /h)")
+    except ShardError:
+        raise
+    except Exception as exc:  # corrupted internals surface as arbitrary h5py errors while reading
+        raise ShardError(f"{path}: unreadable ({type(exc).__name__}: {exc}); the file is corrupted") from exc
+    attrs.update(nt=nt, nx=nx, nv=nv, samples=nt * nx)
+    return attrs
+
+
+# ----------------------------------------------------------------------------- manifest
+def manifest_entry(file: str, task_id: int, samples: int, sha256: str, kn: float, ic_kind: str) -> dict[str, Any]:
+    return {"file": file, "task_id": int(task_id), "samples": int(samples), "sha256": sha256, "kn": float(kn),
+            "ic_kind": str(ic_kind)}
+
+
+def write_manifest(root: str | os.PathLike, entries: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
+    """Write ``manifest.json`` atomically; entries are sorted by task id and must be unique."""
+    entries = sorted(entries, key=lambda e: e["task_id"])
+    ids = [e["task_id"] for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ShardError(f"duplicate task ids in the manifest: {ids}")
+    for e in entries:
+        missing = [k for k in MANIFEST_ENTRY_KEYS if k not in e]
+        if missing:
+            raise ShardError(f"manifest entry {e} lacks {missing}")
+    obj = {"schema_version": SCHEMA_VERSION, "package_version": package_version(), "shards": entries}
+    if extra:
+        obj.update({k: v for k, v in extra.items() if k not in obj})
+    return atomic_write_json(Path(root) / MANIFEST, obj)
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """Load and check the manifest's structure (not the shard files; see :func:`verify_manifest`)."""
+    p = Path(root) / MANIFEST
+    try:
+        obj = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ShardError(f"{p}: no manifest; run kinclose-label to create the dataset") from None
+    except json.JSONDecodeError as exc:
+        raise ShardError(f"{p}: not valid JSON ({exc})") from exc
+    if obj.get("schema_version") != SCHEMA_VERSION:
+        raise ShardError(f"{p}: schema_version {obj.get('schema_version')!r} != {SCHEMA_VERSION}")
+    if not isinstance(obj.get("shards"), list):
+        raise ShardError(f"{p}: 'shards' must be a list")
+    ids = []
+    for e in obj["shards"]:
+        missing = [k for k in MANIFEST_ENTRY_KEYS if k not in e]
+        if missing:
+            raise ShardError(f"{p}: entry {e} lacks {missing}")
+        ids.append(e["task_id"])
+    if len(set(ids)) != len(ids):
+        raise ShardError(f"{p}: duplicate task ids")
+    return obj
+
+
+def verify_manifest(root: str | os.PathLike, deep: bool = False) -> list[dict[str, Any]]:
+    """Check every listed shard's file SHA-256 (and, if ``deep``, its layout); return the entries."""
+    root = Path(root)
+    man = read_manifest(root)
+    for e in man["shards"]:
+        p = root / e["file"]
+        if not p.is_file():
+            raise ShardError(f"{p}: listed in the manifest but missing")
+        if sha256_file(p) != e["sha256"]:
+            raise ShardError(f"{p}: SHA-256 differs from the manifest; the shard is corrupted, rerun kinclose-label")
+        if deep:
+            validate_shard(p, deep=True)
+    return man["shards"]

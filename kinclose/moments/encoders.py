@@ -1,0 +1,92 @@
+"""Encoders Ψ: normalized shape (ĝ, ĥ) → generalized moments W ∈ R^M (torch; DESIGN §5).
+
+Both encoders are linear functionals of the shape on the fixed ξ grid (kinclose.moments.shape):
+
+    W = (1/ρ) ∫ [a(ξ) g + b(ξ) h / T] dv1 = ∫ [a(ξ) ĝ + b(ξ) ĥ] dξ ≈ Σ_k [a(ξ_k) ĝ_k + b(ξ_k) ĥ_k] Δξ,
+
+i.e. W = (1/ρ) ∫ f w(ξ, |v⊥|²/T) dv with w = a(ξ) + b(ξ) |v⊥|²/T. Because they act on the shape,
+a shift of u or a change of scale of T leaves W unchanged (Galilean and scale invariance).
+
+* :class:`LearnedEncoder`: a, b are small MLPs ξ ↦ R^M (tanh).
+* :class:`HermiteEncoder`: a, b fixed to the normalized Hermite weights (``shape.hermite_weights``),
+  so W are the Hermite moments of orders 3 … 2 + M (basis "orders") or the graded Chu-reduced set
+  (basis "graded"); W = 0 for a Maxwellian.
+
+Tensors are float64: shapes (B, n_xi) in, (B, M) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from kinclose.moments.shape import XiGrid, hermite_weights, maxwellian_shape
+
+DTYPE = torch.float64
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, act: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Fully connected network n_in → hidden… → n_out (float64), activation between layers."""
+    layers: list[nn.Module] = []
+    prev = n_in
+    for width in hidden:
+        layers += [nn.Linear(prev, int(width), dtype=DTYPE), act()]
+        prev = int(width)
+    layers.append(nn.Linear(prev, n_out, dtype=DTYPE))
+    return nn.Sequential(*layers)
+
+
+class ShapeEncoder(nn.Module):
+    """Common interface: ``forward(G, H) -> W`` and ``w_eq()`` (W of the Maxwellian shape)."""
+
+    def __init__(self, grid: XiGrid, M: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.M = int(M)
+        self.register_buffer("xi", torch.as_tensor(grid.xi, dtype=DTYPE))
+        g_eq, h_eq = maxwellian_shape(grid)
+        self.register_buffer("g_eq", torch.as_tensor(g_eq, dtype=DTYPE))
+        self.register_buffer("h_eq", torch.as_tensor(h_eq, dtype=DTYPE))
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b), each (n_xi, M), evaluated on the ξ nodes."""
+        raise NotImplementedError
+
+    def forward(self, G: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        a, b = self.weights()
+        return (G @ a + H @ b) * self.grid.dxi
+
+    def w_eq(self) -> torch.Tensor:
+        """(M,) moments of the exact Maxwellian shape (equilibrium W)."""
+        return self.forward(self.g_eq[None], self.h_eq[None])[0]
+
+
+class LearnedEncoder(ShapeEncoder):
+    """W = ∫ [a(ξ) ĝ + b(ξ) ĥ] dξ with a, b MLPs of ξ (outputs M each)."""
+
+    def __init__(self, grid: XiGrid, M: int, hidden: Sequence[int] = (32, 32)) -> None:
+        super().__init__(grid, M)
+        self.hidden = [int(w) for w in hidden]
+        # one network with 2M outputs = (a, b); input scaled to [-1, 1]
+        self.net = mlp(1, self.hidden, 2 * self.M)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net((self.xi / self.grid.xi_max)[:, None])
+        return out[:, : self.M], out[:, self.M:]
+
+
+class HermiteEncoder(ShapeEncoder):
+    """W fixed to the normalized Hermite moments of the shape (no trainable parameters)."""
+
+    def __init__(self, grid: XiGrid, M: int, basis: str = "orders") -> None:
+        super().__init__(grid, M)
+        self.basis = basis
+        a, b = hermite_weights(grid, self.M, basis)
+        self.register_buffer("a", torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE))
+        self.register_buffer("b", torch.as_tensor(np.ascontiguousarray(b), dtype=DTYPE))
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a, self.b
