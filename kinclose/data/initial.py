@@ -17,7 +17,8 @@ Kinds
             a_k ~ U(0, 1)/k, φ_k ~ U(0, 2π), K ~ U{1..max_modes}, rescaled on the cell centres to
             [−1, 1] and mapped onto a random band: log ρ = ½(log lo + log hi) + ½ log(hi/lo) s
             (same for T; u linearly). The band's ratio hi/lo is log-uniform in [1, R].
-``jumps``   n ~ U{min_jumps..max_jumps} jump positions (uniform, periodic), the same for all fields
+``jumps``   n ~ U{min_jumps..max_jumps} jump positions (periodic, uniform spacings with pieces
+            ≥ MIN_GAP_JUMPS·L; the shock pair's pieces ≥ MIN_GAP_SHOCK·L), the same for all fields
             (Riemann-like piecewise-constant states); the piece values are log-uniform (ρ, T) or
             uniform (u) within the task's band, and two pieces are set to the band's ends so that
             the band ratio is attained.
@@ -25,7 +26,7 @@ Kinds
             band, in log space for ρ and T: ρ = ρ_J^{1−w} ρ_W^{w}, w ~ U(0.2, 0.8), so the
             band (and hence the documented ranges) still hold.
 ``shock``   a Riemann-like pair of pieces joined by an exact Rankine–Hugoniot shock of Mach
-            M ~ U(1.2, max_shock_mach) (upstream on the left, flowing to the right, in a lab frame
+            M = 1.2 + (max_shock_mach − 1.2) √ξ, ξ ~ U(0, 1) (density rising linearly; upstream on the left, flowing to the right, in a lab frame
             shifted at random), the periodic wrap being the return expansion; the upstream (ρ1, T1)
             is drawn so that ρ2, T2, and u1 − u2 stay inside the ranges. Random jumps rarely
             produce strong compressions (the expansion limit below applies), so this kind puts
@@ -67,6 +68,10 @@ from numpy.typing import NDArray
 from kinclose.physics import GAMMA, rankine_hugoniot
 
 KINDS = ("waves", "jumps", "mixture", "shock")
+MIN_GAP_JUMPS = 0.05
+"""Smallest piece of the ``jumps`` kind, in units of L (3 cells at nx = 64)."""
+MIN_GAP_SHOCK = 0.2
+"""Smallest piece of the ``shock`` kind, in units of L (room for the shock to form a profile)."""
 
 
 class InitialDataError(ValueError):
@@ -231,10 +236,20 @@ def _limit_expansions(u: NDArray[np.float64], T: NDArray[np.float64], beta: floa
     return mean + (u - mean) * scale
 
 
+def _jump_positions(rng: np.random.Generator, n: int, x_left: float, x_right: float,
+                    min_gap: float) -> NDArray[np.float64]:
+    """n sorted periodic jump positions, consecutive gaps ≥ min_gap·L (uniform spacings otherwise),
+    so that every piece spans cells on any reasonable grid."""
+    L = x_right - x_left
+    gaps = min_gap + (1.0 - n * min_gap) * rng.dirichlet(np.ones(n))
+    pos = x_left + np.mod(rng.uniform(0.0, L) + np.cumsum(gaps), L)
+    return np.sort(pos)
+
+
 def _jumps_spec(rng: np.random.Generator, ranges: ICRanges, x_left: float, x_right: float,
                 bands: dict[str, tuple[float, float]]) -> dict[str, Any]:
     n = int(rng.integers(ranges.min_jumps, ranges.max_jumps + 1))
-    pos = np.sort(rng.uniform(x_left, x_right, n))
+    pos = _jump_positions(rng, n, x_left, x_right, MIN_GAP_JUMPS)
     rho = _jump_values(rng, n, *bands["rho"], log=True)
     T = _jump_values(rng, n, *bands["T"], log=True)
     u = _jump_values(rng, n, *bands["u"], log=False)
@@ -245,7 +260,8 @@ def _jumps_spec(rng: np.random.Generator, ranges: ICRanges, x_left: float, x_rig
 def _shock_spec(rng: np.random.Generator, ranges: ICRanges, x_left: float, x_right: float) -> dict[str, Any]:
     """Two pieces joined by a Rankine–Hugoniot shock (upstream left), lab frame shifted at random."""
     for _ in range(100):
-        M = float(rng.uniform(1.2, ranges.max_shock_mach))
+        # density of M rises linearly towards max_shock_mach: strong shocks are the hard, rare case
+        M = 1.2 + (ranges.max_shock_mach - 1.2) * math.sqrt(float(rng.uniform()))
         s = rankine_hugoniot(M)  # ρ1 = T1 = 1: ratios and the velocity jump per √T1
         r_rho, r_T, du1 = s.rho2, s.T2, s.u1 - s.u2
         # T1 such that T2 = r_T T1 ≤ T_max, the T ratio ≤ its cap, and u1 − u2 = du1 √T1 ≤ the velocity caps
@@ -256,7 +272,7 @@ def _shock_spec(rng: np.random.Generator, ranges: ICRanges, x_left: float, x_rig
         rho1 = _log_uniform(rng, ranges.rho[0], ranges.rho[1] / r_rho)
         du = du1 * math.sqrt(T1)
         ua = float(rng.uniform(ranges.u[0] + du, ranges.u[1]))  # upstream velocity; downstream ua − du
-        pos = np.sort(rng.uniform(x_left, x_right, 2))
+        pos = _jump_positions(rng, 2, x_left, x_right, MIN_GAP_SHOCK)
         u = _limit_expansions(np.array([ua, ua - du]), np.array([T1, r_T * T1]), ranges.max_expansion)
         return {"type": "jumps", "x": pos.tolist(), "rho": [rho1, rho1 * r_rho], "u": u.tolist(),
                 "T": [T1, T1 * r_T], "mach": M}

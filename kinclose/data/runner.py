@@ -73,8 +73,9 @@ SPEC_FILE = "dataset_spec.json"
 LOCK_FILE = ".kinclose-label.lock"
 
 
-class LabelRunError(RuntimeError):
-    """The dataset directory cannot be used as asked (locked, holds another dataset, ...)."""
+class LabelRunError(ValueError):
+    """Bad cluster settings, or a dataset directory that cannot be used as asked (locked, holds
+    another dataset, ...)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,7 @@ def _dask(pending: list[LabelTask], root: Path, cluster: ClusterSpec, retries: i
     dlog = logging.getLogger("distributed")
     old_level = dlog.level
     dlog.setLevel(max(logging.WARNING, old_level))
+    t_start = time.perf_counter()
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
                           "distributed.worker.daemon": True}):
         if cluster.address:
@@ -272,8 +274,9 @@ def _dask(pending: list[LabelTask], root: Path, cluster: ClusterSpec, retries: i
                                  dashboard_address=None, silence_logs=logging.WARNING)
             client = Client(local)
             info = {"kind": "local", "address": local.scheduler_address, "n_workers": n_workers, "threads": threads}
-        log.info("dask %s cluster at %s: %d workers, %s numba threads per task", info["kind"], info["address"],
-                 n_workers, threads)
+        info["startup_s"] = time.perf_counter() - t_start
+        log.info("dask %s cluster at %s: %d workers, %s numba threads per task (ready in %.1f s)", info["kind"],
+                 info["address"], n_workers, threads, info["startup_s"])
         try:
             futures = {}
             for task in pending:

@@ -16,7 +16,11 @@ Inverse map: g(v) = ρ ĝ((v − u)/√T) / √T, h(v) = ρ √T ĥ((v − u)/�
 Interpolation ("logcubic", default): a not-a-knot cubic spline through ln g (ln h) on the stored
 grid, evaluated at u + √T ξ_k and exponentiated. It keeps the shape positive and reproduces a
 Maxwellian (ln G is a parabola) to round-off, also narrow beams that linear interpolation would
-smear. "linear" interpolates g and h directly (second order, also positive).
+smear. Values below REL_FLOOR (1e−30) of the cell's maximum, zeros, and isolated tiny negative
+values (a DVM tail artefact) are floored there before taking logs, and the spline is clipped to at
+most e× the larger of the two neighbouring nodes, so that it cannot overshoot next to a floored
+node (a resolved Maxwellian never reaches that bound). "linear" interpolates g and h directly
+(second order, also positive).
 
 Entropy (reduced, kinclose.kinetic.moments): η = Σ g [ln(g²/(π h)) − 1] Δv. In shape variables
 
@@ -49,11 +53,10 @@ from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
 from kinclose.kinetic.moments import conserved
-from kinclose.kinetic.moments import entropy as _reduced_entropy
 
-LN_FLOOR = -700.0
-"""ln of the smallest value the log interpolation keeps (exp(−700) ≈ 1e−304); values ≤ 0 or
-underflowing in the far tails are represented by it (they are below any meaningful accuracy)."""
+REL_FLOOR = 1e-30
+"""Smallest value, relative to the row maximum, that the log interpolation resolves; smaller,
+zero or negative stored values are represented by it (they are below any meaningful accuracy)."""
 
 ETA_MAXWELLIAN = -1.5 * math.log(2.0 * math.pi) - 1.5
 """η̂ of the Maxwellian shape."""
@@ -104,15 +107,22 @@ def _interp_rows(y: NDArray, x0: float, dx: float, xq: NDArray, method: str) -> 
         return (1.0 - t) * y[rows, k] + t * y[rows, k + 1]
     if method != "logcubic":
         raise ValueError(f"unknown interpolation method {method!r}; choose one of {METHODS}")
-    with np.errstate(divide="ignore"):
-        ly = np.log(np.where(y > 0, y, 0.0))
-    ly = np.maximum(ly, LN_FLOOR)
+    # ln y with a floor REL_FLOOR × (row maximum): values below it, zeros and the isolated tiny
+    # negative values a DVM may leave in far tails carry no information at that level
+    ymax = np.max(y, axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ly = np.log(np.maximum(y, ymax * REL_FLOOR))
     # the spline is built in the index coordinate, so that any affine change of the velocity
     # variable (shift by u, scale by √T) gives the same interpolant to round-off
     cs = CubicSpline(np.arange(m, dtype=float), ly, axis=1, bc_type="not-a-knot")
     c = np.transpose(cs.c, (2, 1, 0))  # (n, m-1, 4), highest power first
     cc = c[rows, k]  # (n, k, 4)
     val = ((cc[..., 0] * t + cc[..., 1]) * t + cc[..., 2]) * t + cc[..., 3]
+    # guard against spline overshoot next to floored values: a resolved smooth ln y exceeds the
+    # larger of its two nodes by at most Δv²/(8T) < 1 between them (so a Maxwellian is untouched)
+    hi = np.maximum(ly[rows, k], ly[rows, k + 1]) + 1.0
+    with np.errstate(divide="ignore"):
+        val = np.clip(val, np.log(ymax * REL_FLOOR), hi)
     return np.exp(val)
 
 
@@ -245,10 +255,25 @@ def maxwellian_shape(grid: XiGrid) -> tuple[NDArray, NDArray]:
 
 # ---------------------------------------------------------------------- entropy
 def shape_entropy(G: NDArray, H: NDArray, grid: XiGrid) -> NDArray[np.float64]:
-    """η̂ = Σ ĝ [ln(ĝ²/(π ĥ)) − 1] Δξ per shape (...); requires ĝ, ĥ > 0 where ĝ > 0."""
+    """η̂ = Σ ĝ [ln(ĝ²/(π ĥ)) − 1] Δξ per shape (...); NaN where ĝ > 0 but ĥ <= 0."""
+    return _entropy_sum(G, H) * grid.dxi
+
+
+def _entropy_sum(g: NDArray, h: NDArray) -> NDArray:
+    """Σ g [2 ln g − ln h − ln π − 1] over the last axis, terms with g = 0 dropped.
+
+    Written with logarithms of g and h separately: g² underflows for g < 1e−154 (far tails), which
+    would turn ln(g²/(π h)) into −inf.
+    """
+    g = np.asarray(g, dtype=float)
+    h = np.asarray(h, dtype=float)
+    pos = g > 0
+    ok = pos & (h > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        integrand = np.where(G > 0, G * (np.log(G * G / (np.pi * H)) - 1.0), 0.0)
-    return integrand.sum(-1) * grid.dxi
+        integrand = np.where(ok, g * (2.0 * np.log(np.where(ok, g, 1.0)) - np.log(np.where(ok, h, 1.0))
+                                      - math.log(math.pi) - 1.0), 0.0)
+    # g > 0 with h <= 0 is not a distribution (η undefined): NaN for that cell
+    return np.where((pos & ~ok).any(-1), np.nan, integrand.sum(-1))
 
 
 def entropy_from_shape(eta_hat: NDArray, rho: NDArray, T: NDArray) -> NDArray[np.float64]:
@@ -258,8 +283,13 @@ def entropy_from_shape(eta_hat: NDArray, rho: NDArray, T: NDArray) -> NDArray[np
 
 
 def full_entropy(g: NDArray, h: NDArray, dv: float) -> NDArray[np.float64]:
-    """Reduced entropy of the full f on its velocity grid: η = Σ g [ln(g²/(π h)) − 1] Δv."""
-    return _reduced_entropy(np.asarray(g, dtype=float), np.asarray(h, dtype=float), dv)
+    """Reduced entropy of the full f on its velocity grid: η = Σ g [ln(g²/(π h)) − 1] Δv.
+
+    Same formula as ``kinclose.kinetic.moments.entropy``, evaluated without forming g² (which
+    underflows in far tails and makes that function return −inf for such grids). NaN for cells
+    with g > 0 and h <= 0 somewhere (not a distribution; η undefined).
+    """
+    return _entropy_sum(g, h) * dv
 
 
 # ---------------------------------------------------------------------- Hermite moments

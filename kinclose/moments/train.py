@@ -139,7 +139,7 @@ def load_dataset(
     man, dhash = read_manifest(root)
     rng = np.random.default_rng(seed)
     parts: list[tuple] = []
-    bad_total, n_total, bad_shards = 0, 0, []
+    bad_total, n_total, bad_shards, n_nonpos, min_rel = 0, 0, [], 0, math.inf
     xi_cov = math.inf
     v_lo, v_hi = math.inf, -math.inf
     for si, entry in enumerate(man["shards"]):
@@ -172,6 +172,9 @@ def load_dataset(
         if max_samples_per_shard and g.shape[0] > max_samples_per_shard:
             idx = np.sort(rng.choice(g.shape[0], size=int(max_samples_per_shard), replace=False))
             g, h = g[idx], h[idx]
+        # the DVM may leave isolated, tiny negative values in far tails; count them (to_shape floors them)
+        n_nonpos += int((g <= 0).sum() + (h <= 0).sum())
+        min_rel = min(min_rel, float((g / g.max(1, keepdims=True)).min()), float((h / h.max(1, keepdims=True)).min()))
         G, H, rho, u, T = to_shape(g, h, v, dv, grid, method, check=False)
         rep = coverage(u, T, v, grid)
         n_total += rep["n_cells"]
@@ -191,6 +194,9 @@ def load_dataset(
             f"together need about [{v_lo:.4g}, {v_hi:.4g}]; e.g. a larger T margin/width of the labeling grid), or "
             f"lower stage.xi_max to <= {max(xi_cov, 0):.3g}, which every cell covers."
         )
+    if n_nonpos:
+        log.warning("dataset %s: %d stored g/h values are <= 0 (most negative %.2e of its cell's maximum); "
+                    "they are floored in the shapes", root, n_nonpos, min_rel)
     cat = [np.concatenate(p) for p in zip(*parts)]
     data = ShapeData(*cat)
     defect = shape_moments(data.G, data.H, grid) - np.array([1.0, 0.0, 3.0])
@@ -198,12 +204,14 @@ def load_dataset(
     data.info = {
         "root": str(root), "dataset_hash": dhash, "schema_version": DATA_SCHEMA_VERSION,
         "n_shards": len(man["shards"]), "n_samples": len(data), "xi_max_covered": xi_cov,
+        "n_nonpositive_values": n_nonpos, "min_relative_value": min_rel,
         # how much of the exact invariants the sampled shape misses (ξ window + interpolation)
         "shape_defect_max": np.abs(defect).max(0).tolist(),
         "shape_defect_mean": np.abs(defect).mean(0).tolist(),
         # |η/ρ from the shape − η/ρ on the stored grid|: the data entropy the ξ window loses
-        "eta_window_error_max": float(eta_consistency.max()),
-        "eta_window_error_mean": float(eta_consistency.mean()),
+        "eta_window_error_max": float(np.nanmax(eta_consistency)),
+        "eta_window_error_mean": float(np.nanmean(eta_consistency)),
+        "n_cells_full_entropy_undefined": int(np.isnan(data.eta_full).sum()),  # h <= 0 where g > 0
     }
     return data
 
@@ -416,7 +424,7 @@ def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss) * idx.numel()
+            tot += float(loss.detach()) * idx.numel()
         sched.step()
         vl, vr = val_loss()
         hist["epoch"].append(ep)

@@ -51,6 +51,11 @@ def test_generators_respect_their_ranges(kind: str) -> None:
             du = np.roll(pu, -1) - pu
             assert np.all(du <= r.max_expansion * (c + np.roll(c, -1)) * (1 + 1e-12)), seed
             assert r.min_jumps <= len(pu) <= r.max_jumps or kind == "shock"
+            pos = np.asarray(pieces["x"])
+            gaps = np.diff(np.append(pos, pos[0] + 1.0))
+            assert np.all(np.diff(pos) > 0) and -0.5 <= pos[0] and pos[-1] < 0.5
+            min_gap = ic.MIN_GAP_SHOCK if kind == "shock" else ic.MIN_GAP_JUMPS
+            assert gaps.min() >= min_gap * (1 - 1e-9), seed
 
 
 def test_large_ratios_are_actually_drawn() -> None:

@@ -1,0 +1,217 @@
+"""Finite-volume solver of the closed moment system (seed eqs. 10, 13; DESIGN Appendix).
+
+    ∂t U + ∂x F(U, W) = 0,   U = (ρ, ρu, E),  F = (ρu, ρu² + p + σ, (E + p + σ)u + q),
+    ∂t (ρ W)_Gal + ∂x G_Gal(U, W; U_j) = ν ρ (W_eq − W)      (BGK source, own frame)
+
+with σ = ρT σ̂(W), q = ρT^{3/2} q̂(W), and G measured in the frame (u_j, T_j) of the updated cell:
+G = ρ [u m(W; δ, τ) + √T k(W; δ, τ)], δ = (u − u_j)/√T_j, τ = √(T/T_j).
+
+One step (Strang): exact relaxation R(Δt/2) → transport by Heun's SSP-RK2 → R(Δt/2), where
+R(s): W ← W_eq + (W − W_eq) e^{−ν s} (exact: U, hence ν = ρ T^{1−ω}/μ_ref, is constant under R).
+One forward-Euler transport stage for cell j:
+
+1. frames Fr_j = (u_j, T_j); MUSCL (minmod) reconstruction of ρ, u, T, W at the faces;
+2. Rusanov fluxes with speed a = max(|u| + ξ_max √T) of the two face states: F̂ for U, and for W
+   Ĝ^{(j)} = ½(G_L + G_R) − ½ a (ρ_R m_R − ρ_L m_L), every term in the frame of cell j;
+3. Z_j = ρ_j W_j − Δt/Δx (Ĝ^{(j)}_{j+½} − Ĝ^{(j)}_{j−½}) (moments in the old frame);
+   U_j ← U_j − Δt/Δx (F̂_{j+½} − F̂_{j−½})  (exactly conservative);
+4. new frame from the new U_j; W_j solves m(W_j; δ', τ') = Z_j/ρ_j (fixed-point iteration),
+   δ' = (u'_j − u_j)/√T_j, τ' = √(T'_j/T_j).
+Heun's average is formed in the frame of the averaged U the same way.
+
+Properties: U is conserved to round-off; everything depends on velocity differences only, so a
+constant velocity shift shifts the solution (Galilean invariance); no velocity grid is used.
+Arrays: U (nx, 3), W (nx, M).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kinclose.physics import PhysicalStateError, check_state, conservative, primitive
+from kinclose.reduced.closure import ShapeClosure
+
+
+def _minmod(a: NDArray, b: NDArray) -> NDArray:
+    return np.where(a * b > 0, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
+
+
+class ReducedSolver:
+    """Moment-system solver on x ∈ [x_left, x_right) with ``nx`` cells.
+
+    Parameters
+    ----------
+    closure : a :class:`ShapeClosure`.
+    mu_ref, omega : BGK collision frequency ν = ρ T^{1−ω}/μ_ref (μ_ref = inf: no collisions).
+    bc : "periodic" or "reservoir" (``left``/``right`` = (ρ, u, T), equilibrium W).
+    cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
+    fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
+    """
+
+    def __init__(self, x_left: float, x_right: float, nx: int, closure: ShapeClosure, mu_ref: float,
+                 omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
+                 left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
+                 fixed_point_iters: int = 3) -> None:
+        if not (0.0 < cfl <= 1.0):
+            raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
+        if bc not in ("periodic", "reservoir"):
+            raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
+        if bc == "reservoir" and (left is None or right is None):
+            raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
+        self.x_left, self.x_right, self.nx = float(x_left), float(x_right), int(nx)
+        self.dx = (self.x_right - self.x_left) / self.nx
+        self.closure = closure
+        self.M = closure.n_moments
+        self.W_eq = np.asarray(closure.equilibrium(), dtype=float)
+        self.mu_ref, self.omega = float(mu_ref), float(omega)
+        self.bc, self.cfl, self.iters = bc, float(cfl), int(fixed_point_iters)
+        self.left, self.right = left, right
+        self.U = np.zeros((nx, 3))
+        self.W = np.zeros((nx, self.M))
+        self.t = 0.0
+        self.steps = 0
+
+    @property
+    def x(self) -> NDArray:
+        return self.x_left + (np.arange(self.nx) + 0.5) * self.dx
+
+    def set_state(self, rho: NDArray, u: NDArray, T: NDArray, W: NDArray | None = None) -> None:
+        """Initial data; W defaults to the equilibrium moments (Maxwellian)."""
+        check_state(rho, u, T, where="reduced initial data")
+        self.U = conservative(rho, u, T).reshape(self.nx, 3)
+        self.W = np.tile(self.W_eq, (self.nx, 1)) if W is None else np.array(W, dtype=float).reshape(self.nx, self.M)
+
+    # ----------------------------------------------------------------- pieces
+    def _padded(self, a: NDArray, ghost_left: NDArray, ghost_right: NDArray) -> NDArray:
+        if self.bc == "periodic":
+            return np.concatenate([a[-2:], a, a[:2]])
+        return np.concatenate([np.stack([ghost_left] * 2), a, np.stack([ghost_right] * 2)])
+
+    def _ghosts(self) -> tuple[NDArray, NDArray]:
+        if self.bc == "periodic":
+            return np.zeros(3 + self.M), np.zeros(3 + self.M)
+        return (np.concatenate([self.left, self.W_eq]), np.concatenate([self.right, self.W_eq]))
+
+    def max_speed(self, U: NDArray) -> float:
+        rho, u, T = primitive(U)
+        return float(np.max(np.abs(u) + self.closure.xi_max * np.sqrt(T)))
+
+    def _frame_solve(self, Z: NDArray, delta: NDArray, tau: NDArray, cells: NDArray, W0: NDArray) -> NDArray:
+        """W with m(W; δ, τ) = Z by fixed-point iteration (m ≈ identity for small frame moves)."""
+        W = W0.copy()
+        for _ in range(self.iters):
+            m, _ = self.closure.frame(W, delta, tau, cells)
+            W = W + (Z - m)
+        return W
+
+    def _stage(self, U: NDArray, W: NDArray, dt: float) -> tuple[NDArray, NDArray]:
+        """One forward-Euler transport stage (no source)."""
+        nx, M = self.nx, self.M
+        rho, u, T = primitive(U)
+        prim = np.concatenate([np.stack([rho, u, T], axis=1), W], axis=1)  # (nx, 3 + M)
+        gl, gr = self._ghosts()
+        P = self._padded(prim, gl, gr)  # (nx + 4, 3 + M)
+        d = np.diff(P, axis=0)
+        slope = _minmod(d[:-1], d[1:])  # cells 1 … nx+2
+        left_state = P[1:-2] + 0.5 * slope[:-1]  # faces between padded k and k+1, k = 1 … nx+1
+        right_state = P[2:-1] - 0.5 * slope[1:]
+        # face f (0 … nx) lies between interior cells f−1 and f (periodic/ghost indices outside)
+        cell_l = np.arange(-1, nx) % nx
+        cell_r = np.arange(0, nx + 1) % nx
+        if np.any(left_state[:, 0] <= 0) or np.any(left_state[:, 2] <= 0) or np.any(right_state[:, 0] <= 0) \
+                or np.any(right_state[:, 2] <= 0):
+            raise PhysicalStateError(f"reconstructed face state with non-positive density or temperature at t={self.t:.6g}")
+        F_l, U_l = self._flux_U(left_state, cell_l)
+        F_r, U_r = self._flux_U(right_state, cell_r)
+        a = np.maximum(np.abs(left_state[:, 1]) + self.closure.xi_max * np.sqrt(left_state[:, 2]),
+                       np.abs(right_state[:, 1]) + self.closure.xi_max * np.sqrt(right_state[:, 2]))
+        Fhat = 0.5 * (F_l + F_r) - 0.5 * a[:, None] * (U_r - U_l)
+        # W fluxes in the frames of the cells on either side of each face
+        u_c, T_c = u, T
+        G_own = {}
+        for side, frame_cells in (("right_face_of", np.arange(nx)), ("left_face_of", np.arange(nx))):
+            faces = frame_cells + 1 if side == "right_face_of" else frame_cells
+            G_own[side] = self._flux_W(left_state[faces], right_state[faces], cell_l[faces], cell_r[faces],
+                                       u_c[frame_cells], T_c[frame_cells], a[faces])
+        Z = rho[:, None] * W - dt / self.dx * (G_own["right_face_of"] - G_own["left_face_of"])
+        U_new = U - dt / self.dx * (Fhat[1:] - Fhat[:-1])
+        rho_n, u_n, T_n = primitive(U_new)
+        if np.any(~np.isfinite(U_new)) or np.any(rho_n <= 0) or np.any(T_n <= 0):
+            bad = int(np.flatnonzero(~(np.isfinite(rho_n) & (rho_n > 0) & np.isfinite(T_n) & (T_n > 0)))[0])
+            raise PhysicalStateError(
+                f"reduced solution lost positivity at t={self.t:.6g}, cell {bad} (x={self.x[bad]:.4g}): "
+                f"rho={rho_n[bad]:.4g}, T={T_n[bad]:.4g}; lower cfl or check the closure's training range")
+        delta = (u_n - u) / np.sqrt(T)
+        tau = np.sqrt(T_n / T)
+        W_new = self._frame_solve(Z / rho_n[:, None], delta, tau, np.arange(nx), W)
+        return U_new, W_new
+
+    def _flux_U(self, state: NDArray, cells: NDArray) -> tuple[NDArray, NDArray]:
+        rho, u, T = state[:, 0], state[:, 1], state[:, 2]
+        sh = self.closure.stress_heat(state[:, 3:], cells)
+        p = rho * T
+        sigma = p * sh[:, 0]
+        q = rho * T**1.5 * sh[:, 1]
+        U = conservative(rho, u, T)
+        E = U[:, 2]
+        F = np.stack([rho * u, rho * u * u + p + sigma, (E + p + sigma) * u + q], axis=1)
+        return F, U
+
+    def _flux_W(self, sl: NDArray, sr: NDArray, cl: NDArray, cr: NDArray, u_f: NDArray, T_f: NDArray,
+                a: NDArray) -> NDArray:
+        """Rusanov flux of ρW measured in the frames (u_f, T_f); states (n, 3 + M)."""
+        out = []
+        for s, c in ((sl, cl), (sr, cr)):
+            rho, u, T = s[:, 0], s[:, 1], s[:, 2]
+            delta = (u - u_f) / np.sqrt(T_f)
+            tau = np.sqrt(T / T_f)
+            m, k = self.closure.frame(s[:, 3:], delta, tau, c)
+            out.append((rho[:, None] * (u[:, None] * m + np.sqrt(T)[:, None] * k), rho[:, None] * m))
+        (G_l, Q_l), (G_r, Q_r) = out
+        return 0.5 * (G_l + G_r) - 0.5 * a[:, None] * (Q_r - Q_l)
+
+    def _relax(self, s: float) -> None:
+        if math.isinf(self.mu_ref):
+            return
+        rho, u, T = primitive(self.U)
+        nu = rho * T ** (1.0 - self.omega) / self.mu_ref
+        e = np.exp(-nu * s)[:, None]
+        self.W = self.W_eq + (self.W - self.W_eq) * e
+
+    # ----------------------------------------------------------------- stepping
+    def dt_max(self) -> float:
+        return self.cfl * self.dx / self.max_speed(self.U)
+
+    def step(self, dt: float | None = None) -> None:
+        """R(Δt/2) · Heun transport(Δt) · R(Δt/2)."""
+        dtm = self.dt_max()
+        dt = dtm if dt is None else dt
+        if dt > dtm * (1 + 1e-12):
+            raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={self.cfl}); lower dt or cfl")
+        self._relax(0.5 * dt)
+        U0, W0 = self.U, self.W
+        U1, W1 = self._stage(U0, W0, dt)
+        U2, W2 = self._stage(U1, W1, dt)
+        U = 0.5 * (U0 + U2)
+        rho, u, T = primitive(U)
+        # average the moment vectors in the frame of the averaged state
+        cells = np.arange(self.nx)
+        Zs = []
+        for Uk, Wk in ((U0, W0), (U2, W2)):
+            rk, uk, Tk = primitive(Uk)
+            m, _ = self.closure.frame(Wk, (uk - u) / np.sqrt(T), np.sqrt(Tk / T), cells)
+            Zs.append(rk[:, None] * m)
+        self.U = U
+        self.W = 0.5 * (Zs[0] + Zs[1]) / rho[:, None]
+        self._relax(0.5 * dt)
+        self.t += dt
+        self.steps += 1
+
+    def fields(self) -> NDArray:
+        """(nx, 5) ρ, u, T, σ, q."""
+        rho, u, T = primitive(self.U)
+        sh = self.closure.stress_heat(self.W, np.arange(self.nx))
+        return np.stack([rho, u, T, rho * T * sh[:, 0], rho * T**1.5 * sh[:, 1]], axis=1)
