@@ -46,6 +46,7 @@ def main() -> None:
     spec = DatasetSpec(name="bench", n_tasks=args.tasks, seed=99, nx=args.nx, nv=args.nv, t_end=args.t_end,
                        n_snapshots=args.snapshots)
     cores = cpu_count()
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench_label_"))
     try:
         # load/compile the kernels in this process first (workers load them from the numba cache)
@@ -83,7 +84,8 @@ def main() -> None:
             / base["updates_per_s"],
             "speedup_serial_all_vs_serial_1t": runs["serial_all"]["updates_per_s"] / base["updates_per_s"],
             "target_speedup": 1.7,
-            "note": "shared 2-core machine: other processes may have run concurrently",
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "note": "load averages above 0 mean other processes shared the cores during the run",
         }
         print(f"speed-up LocalCluster({args.workers}) / serial(1 thread): {result['speedup_local_vs_serial_1t']:.2f} "
               f"(excluding cluster start-up {result['speedup_local_vs_serial_1t_excl_startup']:.2f}); "
