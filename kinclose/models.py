@@ -15,7 +15,10 @@ MODELS: dict[str, str] = {
     "dvm": "kinclose.kinetic.solver:run_problem",
     "euler": "kinclose.macro.euler:run_problem",
     "nsf": "kinclose.macro.nsf:run_problem",
+    "mlc": "kinclose.reduced.run:run_problem",
+    "hermmlc": "kinclose.reduced.run:run_problem",
 }
+"""``mlc`` and ``hermmlc`` need ``closure=<path of closure.pt>`` (learned / Hermite moments)."""
 
 
 def get_model(name: str) -> Callable[..., Fields]:

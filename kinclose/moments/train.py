@@ -8,7 +8,8 @@ x) is one sample. Its shape (ĝ, ĥ) on the ξ grid and shape entropy η̂ are c
 
 the invariant form of E‖f − Φ(Ψ(f))‖² + λ_η (η(f) − η_Φ)²: the physical errors are these times
 ρ²/√T (g part), ρ²√T (h part) and ρ (entropy, η = ρ[η̂ + ln ρ − 1.5 ln T]). Adam with a cosine
-learning-rate decay; the parameters with the lowest validation loss are kept.
+learning-rate decay; the final parameters are kept (``stage.keep_best`` restores those of the
+lowest validation loss instead — then the reported validation errors are optimistic).
 
 Artefacts in the run directory: ``moments.pt`` (checkpoint), ``metrics.json``,
 ``learning_curve.png``, ``reconstructions.png`` (typical = median and worst validation cells).
@@ -371,9 +372,13 @@ def summarize(ev: dict, kn: NDArray) -> dict:
 
 
 def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int, lr: float, lambda_eta: float,
-        seed: int = 0, device: str = "cpu", lr_final_factor: float = 0.05, progress: bool | None = None,
-        log_every_s: float = 30.0) -> dict:
-    """Adam on the autoencoder loss; keeps the parameters of the best validation loss. Returns the history."""
+        seed: int = 0, device: str = "cpu", lr_final_factor: float = 0.05, keep_best: bool = False,
+        progress: bool | None = None, log_every_s: float = 30.0) -> dict:
+    """Adam on the autoencoder loss; returns the history (per epoch: losses, validation mean rel L2).
+
+    ``keep_best`` restores the parameters of the lowest validation loss at the end (early stopping);
+    leave it off when ``val`` is also the set the errors are reported on, or the report is biased.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -439,8 +444,10 @@ def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int
         if now - last > log_every_s or ep == epochs:
             log.info("epoch %d/%d: train loss %.4e, val loss %.4e, val rel L2 %.4e", ep, epochs, tot / n, vl, vr)
             last = now
-    model.load_state_dict(best[1])
+    if keep_best:
+        model.load_state_dict(best[1])
     hist["best_epoch"] = best[2]
+    hist["kept_epoch"] = best[2] if keep_best else epochs
     return hist
 
 
@@ -537,7 +544,7 @@ def train_moments(cfg: Any, run_dir: str | Path | None = None) -> dict:
     model = build_from_cfg(st)
     hist = fit(model, train, val, epochs=int(st.epochs), batch_size=int(st.batch_size), lr=float(st.lr),
                lambda_eta=float(st.lambda_eta), seed=seed, device=device,
-               lr_final_factor=float(st.get("lr_final_factor", 0.05)))
+               lr_final_factor=float(st.get("lr_final_factor", 0.05)), keep_best=bool(st.get("keep_best", False)))
     ev_val = evaluate(model, val, float(st.lambda_eta), device=device)
     ev_tr = evaluate(model, train, float(st.lambda_eta), device=device)
     metrics = {
@@ -547,6 +554,7 @@ def train_moments(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "first_val_loss": hist["val_loss"][0], "final_val_loss": float(ev_val["loss"].mean()),
         "first_train_loss": hist["train_loss"][1] if len(hist["train_loss"]) > 1 else None,
         "final_train_loss": float(ev_tr["loss"].mean()), "best_epoch": hist["best_epoch"],
+        "kept_epoch": hist["kept_epoch"],
         "val": summarize(ev_val, val.kn), "train": summarize(ev_tr, train.kn),
         "W_eq": model.w_eq().detach().cpu().numpy().tolist(),
         "history": hist, "wall_s": time.perf_counter() - t0,

@@ -1,0 +1,160 @@
+"""Knudsen sweep: uniform accuracy of every model against the kinetic (DVM) reference.
+
+Held-out random initial data (``kinclose.data.initial``, seeds never used for training) on the
+periodic domain [−0.5, 0.5), Maxwellian initial distributions, run to ``t_end`` at each
+ε ∈ ``kns`` (ε = λ_ref/L, VHS mean free path of the state ρ = T = 1, L = 1).
+
+Errors per field, relative L2 over the cells, against the DVM at the final time:
+    ρ: ‖Δρ‖/‖ρ‖,  T: ‖ΔT‖/‖T‖,  u: ‖Δu‖/‖√T‖ (thermal speed),
+    σ: ‖Δσ‖/‖p‖,  q: ‖Δq‖/‖p √T‖  (non-equilibrium quantities relative to p and p√T, since σ, q → 0
+    as ε → 0 and a ratio to them would be ill-defined there).
+Each entry of the table is the mean over the cases of one ε. The reference runs on a grid
+``reference_refine`` times finer (its fields averaged back onto the model cells), so the table
+measures model error plus the models' own discretization error, not the reference's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kinclose.data.initial import ICRanges, evaluate, sample_initial
+from kinclose.models import run_model
+from kinclose.problem import Fields, Problem
+
+log = logging.getLogger(__name__)
+FIELDS = ("rho", "u", "T", "sigma", "q")
+
+
+def make_cases(kn: float, n_cases: int, seed: int, nx: int, t_end: float, kinds: list[str],
+               omega: float = 0.5) -> list[dict[str, Any]]:
+    """``n_cases`` held-out initial-data specs at Knudsen number ``kn`` (deterministic in ``seed``)."""
+    out = []
+    for i in range(n_cases):
+        rng = np.random.default_rng([seed, i])
+        spec = sample_initial(rng, ICRanges(), -0.5, 0.5, kind=kinds[i % len(kinds)])
+        out.append({"spec": spec, "kn": kn, "t_end": t_end, "omega": omega, "seed": [seed, i]})
+    return out
+
+
+def problem(case: dict[str, Any], nx: int) -> Problem:
+    """The case on ``nx`` cells (initial data sampled at the cell centres)."""
+    x = -0.5 + (np.arange(nx) + 0.5) / nx
+    rho, u, T, _ = evaluate(case["spec"], x)
+    return Problem(-0.5, 0.5, rho, u, T, kn=case["kn"], t_end=case["t_end"], omega=case["omega"],
+                   meta={"seed": case["seed"], "kind": case["spec"]["kind"]})
+
+
+def coarsen(f: Fields, r: int) -> Fields:
+    """Average blocks of ``r`` cells."""
+    def c(a: NDArray) -> NDArray:
+        return a.reshape(-1, r).mean(1)
+
+    return Fields(c(f.x), c(f.rho), c(f.u), c(f.T), c(f.sigma), c(f.q), f.t, f.stats)
+
+
+def errors(f: Fields, ref: Fields) -> dict[str, float]:
+    """Relative L2 errors of the module docstring."""
+    def n(a: NDArray) -> float:
+        return float(np.sqrt(np.mean(a**2)))
+
+    p = ref.rho * ref.T
+    return {
+        "rho": n(f.rho - ref.rho) / n(ref.rho),
+        "u": n(f.u - ref.u) / n(np.sqrt(ref.T)),
+        "T": n(f.T - ref.T) / n(ref.T),
+        "sigma": n(f.sigma - ref.sigma) / n(p),
+        "q": n(f.q - ref.q) / n(p * np.sqrt(ref.T)),
+    }
+
+
+def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int, seed: int, nx: int,
+              t_end: float, kinds: list[str], reference: str = "dvm",
+              reference_options: dict[str, Any] | None = None, reference_refine: int = 4) -> dict[str, Any]:
+    """Run every model on every case; returns per-ε mean errors, wall times and failures."""
+    from tqdm.auto import tqdm
+
+    table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": []}
+    for name in models:
+        table["models"][name] = {"errors": {f: [] for f in FIELDS}, "wall_s": []}
+    ref_wall = []
+    total = len(kns) * n_cases
+    with tqdm(total=total, disable=None, desc="sweep") as bar:
+        for kn in kns:
+            cases = make_cases(kn, n_cases, seed, nx, t_end, kinds)
+            acc = {name: {f: [] for f in FIELDS} for name in models}
+            wall = {name: 0.0 for name in models}
+            rwall = 0.0
+            for case in cases:
+                prob = problem(case, nx)
+                t0 = time.perf_counter()
+                ref = coarsen(run_model(reference, problem(case, nx * reference_refine),
+                                        **(reference_options or {})), reference_refine)
+                rwall += time.perf_counter() - t0
+                for name, opts in models.items():
+                    t0 = time.perf_counter()
+                    try:
+                        out = run_model(opts.get("model", name), prob,
+                                        **{k: v for k, v in opts.items() if k != "model"})
+                    except Exception as exc:  # a failed model is a result, reported in the table
+                        table["failures"].append({"model": name, "kn": kn, "case": prob.meta,
+                                                  "error": f"{type(exc).__name__}: {exc}"})
+                        log.warning("%s failed at kn=%g: %s", name, kn, exc)
+                        log.debug("%s", traceback.format_exc())
+                        continue
+                    wall[name] += time.perf_counter() - t0
+                    for f, e in errors(out, ref).items():
+                        acc[name][f].append(e)
+                bar.update(1)
+            ref_wall.append(rwall / len(cases))
+            for name in models:
+                m = table["models"][name]
+                for f in FIELDS:
+                    m["errors"][f].append(float(np.mean(acc[name][f])) if acc[name][f] else float("nan"))
+                m["wall_s"].append(wall[name] / len(cases))
+            log.info("kn=%g done", kn)
+    table["reference"] = {"model": reference, "wall_s": ref_wall}
+    return table
+
+
+def markdown(table: dict[str, Any]) -> str:
+    kns = table["kns"]
+    lines = ["Relative L2 errors against the DVM (mean over cases); ρ, T relative to ‖ρ‖, ‖T‖; u to ‖√T‖; "
+             "σ, q to ‖p‖, ‖p√T‖. ε = λ_ref/L (VHS).", "",
+             "| model | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |",
+             "|---|---|" + "---|" * len(kns)]
+    for name, m in table["models"].items():
+        for f in FIELDS:
+            vals = " | ".join("failed" if not np.isfinite(e) else f"{e:.2%}" for e in m["errors"][f])
+            lines.append(f"| {name} | {f} | {vals} |")
+    lines += ["", "| model | " + " | ".join(f"wall ε={k:g} (s)" for k in kns) + " |", "|---|" + "---|" * len(kns)]
+    lines.append(f"| {table['reference']['model']} (reference) | " +
+                 " | ".join(f"{w:.2f}" for w in table["reference"]["wall_s"]) + " |")
+    for name, m in table["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{w:.2f}" for w in m["wall_s"]) + " |")
+    if table["failures"]:
+        lines += ["", f"{len(table['failures'])} failed runs (see JSON)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, Any], axes: Any = None) -> Any:
+    import matplotlib.pyplot as plt
+
+    from kinclose.plotting import method_style, use_style
+
+    use_style()
+    if axes is None:
+        _, axes = plt.subplots(1, 5, figsize=(15, 3.2), sharex=True)
+    for name, m in table["models"].items():
+        for ax, f in zip(axes, FIELDS):
+            ax.loglog(table["kns"], np.maximum(m["errors"][f], 1e-8), marker="o", ms=3, **method_style(name))
+    for ax, f in zip(axes, FIELDS):
+        ax.set_title({"rho": "ρ", "u": "u", "T": "T", "sigma": "σ", "q": "q"}[f] + " rel. L2 error")
+        ax.set_xlabel("Knudsen number ε")
+    axes[0].legend(loc="best")
+    return axes

@@ -1,0 +1,176 @@
+"""Closure networks and ensembles (torch; DESIGN §6).
+
+* :class:`StressHeatNet`  W ↦ (σ̂, q̂):    y = S_y ⊙ [N(z) − N(z_eq)],  z = (W − μ_W)/s_W.
+  Anchored at the equilibrium moments W_eq (the Maxwellian shape has σ = q = 0), so the Euler limit
+  is reproduced by construction (option ``anchor``; without it y = S_y ⊙ N(z) + μ_y).
+* :class:`FrameNet`  (W, δ, τ) ↦ (m, k):
+      m = W + S_m ⊙ [δ̃ A(x) + t̃ B(x)],   k = μ_k + S_k ⊙ C(x),
+      x = (z, δ̃, t̃),  δ̃ = δ/δ_s,  t̃ = ln τ / t_s,  (A, B, C) = N(x) ∈ R^{3M}.
+  Since δ̃ = t̃ = 0 exactly at (δ, τ) = (0, 1), m(W; 0, 1) = W holds bitwise, whatever the weights
+  (every smooth f with f(0, 0) = 0 has this form, Hadamard's lemma, so nothing is lost).
+* :class:`ClosureMember` one of each; :class:`Ensemble` K ≥ 1 members built from different seeds,
+  with mean and (population) variance over members of every output.
+
+Inputs are standardized with statistics stored as buffers (``set_statistics``), so a checkpoint is
+self-contained. float64 throughout. Shapes: W (n, M), δ, τ (n,); outputs (n, 2), (n, M), (n, M);
+``Ensemble.*_all`` add a leading member axis K.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+DTYPE = torch.float64
+ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus}
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh") -> nn.Sequential:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    prev = n_in
+    for w in hidden:
+        layers += [nn.Linear(prev, int(w), dtype=DTYPE), ACTIVATIONS[activation]()]
+        prev = int(w)
+    layers.append(nn.Linear(prev, n_out, dtype=DTYPE))
+    return nn.Sequential(*layers)
+
+
+class StressHeatNet(nn.Module):
+    """W (n, M) → (σ̂, q̂) (n, 2); see the module docstring."""
+
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True) -> None:
+        super().__init__()
+        self.M = int(M)
+        self.anchor = bool(anchor)
+        self.net = mlp(self.M, hidden, 2, activation)
+        self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
+        self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("y_mean", torch.zeros(2, dtype=DTYPE))
+        self.register_buffer("y_std", torch.ones(2, dtype=DTYPE))
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        z = (W - self.w_mean) / self.w_std
+        out = self.net(z)
+        if self.anchor:
+            z_eq = ((self.w_eq - self.w_mean) / self.w_std)[None]
+            return (out - self.net(z_eq)) * self.y_std
+        return out * self.y_std + self.y_mean
+
+
+class FrameNet(nn.Module):
+    """(W (n, M), δ (n,), τ (n,)) → m (n, M), k (n, M); m(W; 0, 1) = W exactly."""
+
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> None:
+        super().__init__()
+        self.M = int(M)
+        self.net = mlp(self.M + 2, hidden, 3 * self.M, activation)
+        self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
+        self.register_buffer("delta_scale", torch.ones((), dtype=DTYPE))
+        self.register_buffer("logtau_scale", torch.ones((), dtype=DTYPE))
+        self.register_buffer("dm_std", torch.ones(self.M, dtype=DTYPE))
+        self.register_buffer("k_mean", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("k_std", torch.ones(self.M, dtype=DTYPE))
+
+    def forward(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        M = self.M
+        d = (delta / self.delta_scale)[:, None]
+        t = (torch.log(tau) / self.logtau_scale)[:, None]
+        z = (W - self.w_mean) / self.w_std
+        out = self.net(torch.cat([z, d, t], dim=1))
+        m = W + self.dm_std * (d * out[:, :M] + t * out[:, M:2 * M])
+        k = self.k_mean + self.k_std * out[:, 2 * M:]
+        return m, k
+
+
+class ClosureMember(nn.Module):
+    """One ensemble member: σ̂, q̂ and the frame change m, k."""
+
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True) -> None:
+        super().__init__()
+        self.stress_heat = StressHeatNet(M, hidden, activation, anchor)
+        self.frame = FrameNet(M, hidden, activation)
+
+
+class Ensemble(nn.Module):
+    """K closure members with different initial weights (seeds ``seed + i``).
+
+    Parameters
+    ----------
+    M : number of generalized moments.
+    K : members (K ≥ 4 for a useful variance; ≥ 1 accepted).
+    hidden, activation : MLP widths and activation of every network.
+    anchor : σ̂ = q̂ = 0 at W_eq by construction.
+    seed : base seed of the members' initialization.
+    """
+
+    def __init__(self, M: int, K: int = 4, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 anchor: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        if int(K) < 1:
+            raise ValueError(f"an ensemble needs K >= 1 members, got {K}")
+        self.kwargs: dict[str, Any] = {"M": int(M), "K": int(K), "hidden": [int(w) for w in hidden],
+                                       "activation": str(activation), "anchor": bool(anchor), "seed": int(seed)}
+        self.M, self.K = int(M), int(K)
+        members = []
+        for i in range(self.K):
+            # distinct, reproducible initializations without touching the global torch RNG stream
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed) * 1009 + i)
+                members.append(ClosureMember(M, hidden, activation, anchor))
+        self.members = nn.ModuleList(members)
+        self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+
+    @torch.no_grad()
+    def set_statistics(self, stats: dict[str, Any]) -> None:
+        """Copy input/output statistics (keys = buffer names, plus ``w_eq``) into every member."""
+        t = lambda a: torch.as_tensor(a, dtype=DTYPE)  # noqa: E731
+        if "w_eq" in stats:
+            self.w_eq.copy_(t(stats["w_eq"]))
+        for mem in self.members:
+            for net in (mem.stress_heat, mem.frame):
+                for name, buf in net.named_buffers():
+                    if name in stats:
+                        buf.copy_(t(stats[name]))
+
+    def stress_heat_all(self, W: torch.Tensor) -> torch.Tensor:
+        """(K, n, 2)."""
+        return torch.stack([mem.stress_heat(W) for mem in self.members])
+
+    def frame_all(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """m, k, each (K, n, M)."""
+        out = [mem.frame(W, delta, tau) for mem in self.members]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+
+    def stress_heat(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ensemble mean and variance of (σ̂, q̂), each (n, 2)."""
+        y = self.stress_heat_all(W)
+        return y.mean(0), y.var(0, unbiased=False)
+
+    def frame(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean m, mean k, variance of m, variance of k, each (n, M)."""
+        m, k = self.frame_all(W, delta, tau)
+        return m.mean(0), k.mean(0), m.var(0, unbiased=False), k.var(0, unbiased=False)
+
+    def forward(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor) -> dict[str, torch.Tensor]:
+        sh_m, sh_v = self.stress_heat(W)
+        m, k, mv, kv = self.frame(W, delta, tau)
+        return {"sh": sh_m, "sh_var": sh_v, "m": m, "k": k, "m_var": mv, "k_var": kv}
+
+
+def build_ensemble(**kwargs: Any) -> Ensemble:
+    """Construct from the constructor kwargs stored in a checkpoint."""
+    return Ensemble(**kwargs)
+
+
+def log_tau_scale(tau_min: float, tau_max: float) -> float:
+    """Scale of ln τ over the sampled range (for standardizing the frame input)."""
+    return max(abs(math.log(tau_min)), abs(math.log(tau_max)), 1e-3)
