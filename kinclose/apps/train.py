@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 STAGES: dict[str, str] = {
     "moments": "kinclose.moments.train:train_moments",
+    "closure": "kinclose.closure.train:train_closure",
 }
 
 

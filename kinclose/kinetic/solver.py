@@ -273,12 +273,32 @@ def run_problem(
     T_margin: float = 1.5,
     threads: int | None = None,
     progress: bool | None = None,
+    grid_retries: int = 1,
 ) -> Fields:
     """Run the DVM on a :class:`Problem` (Maxwellian initial data) until ``problem.t_end``.
 
-    The velocity grid covers u ± v_width √(T_margin T) of every initial state; the solver stops
-    with a :class:`VelocityGridError` if a later state is not represented.
+    The velocity grid covers u ± v_width √(T_margin T) of every initial state. If a later state is
+    not represented (:class:`VelocityGridError`), the run restarts up to ``grid_retries`` times on a
+    grid with twice the temperature margin and 1.5× the nodes (logged, and recorded in
+    ``stats["grid_attempts"]``); then the error is raised.
     """
+    for attempt in range(grid_retries + 1):
+        try:
+            out = _run_problem_once(problem, nv, cfl, limiter, v_width, T_margin, threads, progress)
+        except VelocityGridError as exc:
+            if attempt == grid_retries:
+                raise
+            log.warning("velocity grid too narrow (%s); retrying with T_margin=%g, nv=%d", exc, 2 * T_margin,
+                        int(1.5 * nv))
+            T_margin, nv = 2.0 * T_margin, int(1.5 * nv)
+            continue
+        out.stats["grid_attempts"] = attempt + 1
+        return out
+    raise AssertionError("unreachable")
+
+
+def _run_problem_once(problem: Problem, nv: int, cfl: float, limiter: str, v_width: float, T_margin: float,
+                      threads: int | None, progress: bool | None) -> Fields:
     if problem.collision not in COLLISIONS:
         raise ValueError(f"run_problem(dvm) supports collision in {COLLISIONS}, got {problem.collision!r}")
     grid = VelocityGrid.for_states(problem.u, problem.T * T_margin, nv, width=v_width)

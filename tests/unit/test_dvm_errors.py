@@ -45,7 +45,7 @@ def test_grid_check_during_run():
     u = np.where(x < 0.5, 2.0, -2.0)  # colliding streams heat the gas
     prob = Problem(0.0, 1.0, np.ones(nx), u, T, kn=1e-3, t_end=0.5)
     with pytest.raises(VelocityGridError, match="too narrow or too coarse"):
-        run_problem(prob, nv=48, T_margin=1.0)
+        run_problem(prob, nv=48, T_margin=1.0, grid_retries=0)
 
 
 @pytest.mark.parametrize("cfl", [0.0, 1.01, 5.0])
@@ -86,3 +86,14 @@ def test_free_streaming_needs_no_collision_frequency():
     s.set_maxwellian(np.ones(8), np.zeros(8), np.ones(8))
     s.step()
     assert np.all(np.isfinite(s.fields_array()))
+
+
+def test_grid_retry_widens_the_grid():
+    nx = 16
+    x = (np.arange(nx) + 0.5) / nx
+    T = np.where(np.abs(x - 0.5) < 0.2, 3.0, 0.5)
+    u = np.where(x < 0.5, 2.0, -2.0)
+    prob = Problem(0.0, 1.0, np.ones(nx), u, T, kn=1e-3, t_end=0.5)
+    out = run_problem(prob, nv=48, T_margin=1.0, grid_retries=2)
+    assert out.stats["grid_attempts"] >= 2
+    assert np.all(np.isfinite(out.T)) and np.all(out.T > 0)

@@ -1,0 +1,207 @@
+"""The learned closure as a plug-in of the reduced solver (DESIGN §6; ``kinclose.reduced.closure``).
+
+:class:`LearnedClosure` implements the ``ShapeClosure`` protocol with a trained
+:class:`~kinclose.closure.networks.Ensemble`: NumPy arrays in and out, one batched
+``torch.no_grad`` evaluation per call (the solver calls it once per stage on all faces), the
+ensemble mean as the closure and the ensemble variance for exploration. torch is imported lazily.
+
+Diagnostics (reported, never acted upon):
+
+* ``check_range(W)``: states whose W leaves the box [min, max] of the training W;
+* ``variance(W, δ, τ)``: ensemble variance of every output (σ̂, q̂, m, k) per state;
+* ``flux_jacobian_eigenvalues(U, W)``: eigenvalues of the Jacobian of the closed flux
+
+      Φ = (ρu, ρu² + p + σ, (E + p + σ)u + q,  ρ[u m + √T k])
+
+  with respect to the conserved variables Q = (ρ, ρu, E, Z), Z = ρ m(W; δ, τ) the moments measured
+  in a frame (u*, T*) frozen at the state (δ = (u − u*)/√T*, τ = √(T/T*), so δ = 0, τ = 1 and Z = ρW
+  there). By default the derivatives of δ and τ with respect to U are included, which is the system
+  the solver integrates in the frame of a cell; ``frame_derivatives=False`` holds δ = 0, τ = 1 fixed
+  (Q = (U, ρW)). A = (∂Φ/∂P)(∂Q/∂P)⁻¹ with P = (U, W), by torch autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class LearnedClosure:
+    """ShapeClosure from a trained ensemble.
+
+    Parameters
+    ----------
+    ensemble : a trained :class:`~kinclose.closure.networks.Ensemble` (eval mode, CPU).
+    meta : checkpoint metadata (``W_range``, ``frames``, hashes …).
+    xi_max : bound of |λ − u|/√T for the Rusanov flux (default 4.0; check it against
+        ``flux_jacobian_eigenvalues``).
+    batch_size : states per torch call.
+    """
+
+    def __init__(self, ensemble: Any, meta: dict | None = None, xi_max: float = 4.0, batch_size: int = 65536) -> None:
+        if not (math.isfinite(xi_max) and xi_max > 0):
+            raise ValueError(f"xi_max must be positive and finite, got {xi_max!r}")
+        self.ensemble = ensemble.eval()
+        self.meta = dict(meta or {})
+        self.n_moments = int(ensemble.M)
+        self.xi_max = float(xi_max)
+        self.batch_size = int(batch_size)
+        self._w_eq = ensemble.w_eq.detach().cpu().numpy().astype(float)
+        r = self.meta.get("W_range")
+        self.w_min = np.asarray(r["min"], dtype=float) if r else None
+        self.w_max = np.asarray(r["max"], dtype=float) if r else None
+        self.w_std = np.asarray(r["std"], dtype=float) if r else None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, xi_max: float | None = None, **kwargs: Any) -> "LearnedClosure":
+        """Load ``closure.pt`` (weights_only=True); ``xi_max`` defaults to 4.0."""
+        from kinclose.closure.train import load_closure_checkpoint
+
+        ens, meta = load_closure_checkpoint(path)
+        return cls(ens, meta, 4.0 if xi_max is None else float(xi_max), **kwargs)
+
+    # ----------------------------------------------------------------- protocol
+    def equilibrium(self) -> NDArray:
+        """(M,) W of the Maxwellian shape (the encoder's W_eq)."""
+        return self._w_eq.copy()
+
+    def _t(self, a: NDArray):
+        import torch
+
+        return torch.as_tensor(np.ascontiguousarray(a, dtype=float), dtype=torch.float64)
+
+    def _W(self, W: NDArray) -> NDArray:
+        W = np.asarray(W, dtype=float)
+        if W.ndim != 2 or W.shape[1] != self.n_moments:
+            raise ValueError(f"W must have shape (n, {self.n_moments}), got {W.shape}")
+        return W
+
+    def stress_heat(self, W: NDArray, cells: NDArray | None = None) -> NDArray:
+        """(n, M) → (n, 2): ensemble mean of σ̂ = σ/(ρT), q̂ = q/(ρT^{3/2}); ``cells`` is ignored."""
+        import torch
+
+        W = self._W(W)
+        out = np.empty((W.shape[0], 2))
+        with torch.no_grad():
+            for i in range(0, W.shape[0], self.batch_size):
+                out[i:i + self.batch_size] = self.ensemble.stress_heat(self._t(W[i:i + self.batch_size]))[0].numpy()
+        return out
+
+    def frame(self, W: NDArray, delta: NDArray, tau: NDArray, cells: NDArray | None = None) -> tuple[NDArray, NDArray]:
+        """(n, M), (n,), (n,) → ensemble means m, k (n, M); m(W; 0, 1) = W exactly; ``cells`` ignored."""
+        import torch
+
+        W = self._W(W)
+        n = W.shape[0]
+        delta = np.broadcast_to(np.asarray(delta, dtype=float), (n,))
+        tau = np.broadcast_to(np.asarray(tau, dtype=float), (n,))
+        m = np.empty_like(W)
+        k = np.empty_like(W)
+        with torch.no_grad():
+            for i in range(0, n, self.batch_size):
+                s = slice(i, i + self.batch_size)
+                mm, kk, _, _ = self.ensemble.frame(self._t(W[s]), self._t(delta[s]), self._t(tau[s]))
+                m[s], k[s] = mm.numpy(), kk.numpy()
+        return m, k
+
+    # ----------------------------------------------------------------- exploration / diagnostics
+    def variance(self, W: NDArray, delta: NDArray | float = 0.0, tau: NDArray | float = 1.0) -> NDArray:
+        """(n, 2 + 2M) ensemble variance of (σ̂, q̂, m_1..m_M, k_1..k_M) per state (population variance).
+
+        At the default (δ, τ) = (0, 1) the m part is exactly 0 (m = W for every member).
+        """
+        import torch
+
+        W = self._W(W)
+        n = W.shape[0]
+        delta = np.broadcast_to(np.asarray(delta, dtype=float), (n,))
+        tau = np.broadcast_to(np.asarray(tau, dtype=float), (n,))
+        out = np.empty((n, 2 + 2 * self.n_moments))
+        with torch.no_grad():
+            for i in range(0, n, self.batch_size):
+                s = slice(i, i + self.batch_size)
+                Wt = self._t(W[s])
+                _, shv = self.ensemble.stress_heat(Wt)
+                _, _, mv, kv = self.ensemble.frame(Wt, self._t(delta[s]), self._t(tau[s]))
+                out[s] = torch.cat([shv, mv, kv], dim=1).numpy()
+        return out
+
+    def check_range(self, W: NDArray) -> dict[str, Any]:
+        """States outside the training box of W (per component [min, max] of the training set).
+
+        Returns ``fraction`` (of states), ``indices`` (array), ``n_outside``, ``per_component`` (counts)
+        and ``max_excess_std`` (largest distance outside the box in units of the training std). Nothing
+        is clipped; the caller decides (report, or label these states in the exploration loop).
+        """
+        W = self._W(W)
+        if self.w_min is None:
+            raise ValueError("this closure has no training range (checkpoint metadata W_range missing)")
+        below = W < self.w_min
+        above = W > self.w_max
+        out = below | above
+        bad = out.any(1)
+        excess = np.maximum(self.w_min - W, 0.0) + np.maximum(W - self.w_max, 0.0)
+        std = np.where(self.w_std > 0, self.w_std, 1.0)
+        return {"fraction": float(bad.mean()) if W.shape[0] else 0.0, "n_outside": int(bad.sum()),
+                "indices": np.flatnonzero(bad), "per_component": out.sum(0).tolist(),
+                "max_excess_std": float((excess / std).max()) if W.size else 0.0}
+
+    def flux_jacobian_eigenvalues(self, U: NDArray, W: NDArray, frame_derivatives: bool = True,
+                                  rtol: float = 1e-8) -> dict[str, Any]:
+        """Eigenvalues of the closed-flux Jacobian (module docstring) at states U (n, 3), W (n, M).
+
+        An eigenvalue counts as complex when |Im λ| > rtol · max(|Re λ|, √T) (the √T floor keeps
+        eigenvalues near λ = 0, e.g. at u = 0, from counting their round-off as complex).
+
+        Returns ``eigenvalues`` (n, 3 + M) complex, ``fraction_complex`` (of eigenvalues),
+        ``fraction_states_complex`` (states with any complex eigenvalue), ``max_speed`` = max over
+        states of max |Re λ − u|/√T (compare with ``xi_max``: larger values break the Rusanov bound)
+        and ``fraction_above_xi_max``.
+        """
+        import torch
+
+        W = self._W(W)
+        U = np.asarray(U, dtype=float).reshape(-1, 3)
+        n, M = W.shape
+        P = torch.cat([self._t(U), self._t(W)], dim=1).requires_grad_(True)
+        Ut, Wt = P[:, :3], P[:, 3:]
+        rho = Ut[:, 0]
+        u = Ut[:, 1] / rho
+        T = (2.0 * Ut[:, 2] / rho - u * u) / 3.0
+        if frame_derivatives:
+            u0, T0 = u.detach(), T.detach()
+            delta = (u - u0) / torch.sqrt(T0)
+            tau = torch.sqrt(T / T0)
+        else:
+            delta = torch.zeros(n, dtype=torch.float64)
+            tau = torch.ones(n, dtype=torch.float64)
+        sh, _ = self.ensemble.stress_heat(Wt)
+        m, k, _, _ = self.ensemble.frame(Wt, delta, tau)
+        p = rho * T
+        sig = p * sh[:, 0]
+        q = rho * T ** 1.5 * sh[:, 1]
+        E = Ut[:, 2]
+        flux = torch.cat([torch.stack([rho * u, rho * u * u + p + sig, (E + p + sig) * u + q], 1),
+                          rho[:, None] * (u[:, None] * m + torch.sqrt(T)[:, None] * k)], dim=1)
+        Q = torch.cat([Ut, rho[:, None] * m], dim=1)
+        d = 3 + M
+        JF = np.empty((n, d, d))
+        JQ = np.empty((n, d, d))
+        for i in range(d):
+            gF, = torch.autograd.grad(flux[:, i].sum(), P, retain_graph=True)
+            gQ, = torch.autograd.grad(Q[:, i].sum(), P, retain_graph=True)
+            JF[:, i] = gF.numpy()
+            JQ[:, i] = gQ.numpy()
+        A = np.linalg.solve(JQ.transpose(0, 2, 1), JF.transpose(0, 2, 1)).transpose(0, 2, 1)  # JF JQ^{-1}
+        lam = np.linalg.eigvals(A)
+        un = u.detach().numpy()
+        sT = np.sqrt(T.detach().numpy())
+        cplx = np.abs(lam.imag) > rtol * np.maximum(np.abs(lam.real), sT[:, None])
+        speed = np.abs(lam.real - un[:, None]) / sT[:, None]
+        return {"eigenvalues": lam, "fraction_complex": float(cplx.mean()),
+                "fraction_states_complex": float(cplx.any(1).mean()), "complex_mask": cplx,
+                "max_speed": float(speed.max()), "fraction_above_xi_max": float((speed > self.xi_max).any(1).mean())}

@@ -1,0 +1,432 @@
+"""Training of the closure ensemble (DESIGN §6): ``train_closure(cfg, run_dir) -> metrics``.
+
+Inputs: a trained moments checkpoint (``moments.pt`` of ``kinclose-train stage=moments``; learned
+encoder → MLC, Hermite encoder → HermMLC, same pipeline) and a labeled dataset (HDF5 shards). Each
+cell (snapshot, x) is one sample; its shape on the moments model's ξ grid gives the targets of
+``kinclose.closure.targets``: W, (σ̂, q̂), and m, k in ``stage.frames.n_frames`` frames (δ, τ) per
+sample (frame 0 = (0, 1)).
+
+Every member of the :class:`~kinclose.closure.networks.Ensemble` is trained on its own (own seed for
+initialization and batch order) with Adam on the standardized squared errors
+
+    L = w_sh ‖(ŷ − y)/S_y‖² + w_m ‖(m̂ − m)/S_m‖² + w_k ‖(k̂ − k)/S_k‖²
+
+(S: training-set scales of σ̂/q̂, of the increments m − W and of k), a cosine learning-rate decay and
+early stopping on the validation loss (the parameters of the best epoch are kept). Train and
+validation sets are split as in the moments stage (held-out shards when there are ≥ 5).
+
+Artefacts in ``run_dir``: ``closure.pt`` (checkpoint: state_dict, constructor kwargs, class name,
+closure version, package version, data schema version, dataset hash, sha256 of the moments
+checkpoint, training range of W; written atomically, loaded with ``weights_only=True``),
+``metrics.json`` (validation errors of σ̂, q̂, m, k overall and per ε decade; training range of W)
+and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from kinclose import __version__
+from kinclose.closure.targets import ClosureTargets, FrameSampling, build_targets, identity_defect
+from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
+from kinclose.moments.train import CheckpointError
+
+log = logging.getLogger(__name__)
+
+CLOSURE_VERSION = 1
+"""Bumped whenever the meaning of a closure checkpoint's weights changes (architecture, targets)."""
+CHECKPOINT_FORMAT = "kinclose.closure.ensemble"
+CHECKPOINT_NAME = "closure.pt"
+
+
+class ClosureCheckpointError(CheckpointError):
+    """A closure checkpoint cannot be used: missing, corrupted, not ours, another version."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ====================================================================== statistics
+def w_range(W: NDArray) -> dict[str, list[float]]:
+    """Training range of W (M,) per component: min, max, mean, std, 0.1 % and 99.9 % quantiles."""
+    return {"min": W.min(0).tolist(), "max": W.max(0).tolist(), "mean": W.mean(0).tolist(), "std": W.std(0).tolist(),
+            "q001": np.quantile(W, 0.001, axis=0).tolist(), "q999": np.quantile(W, 0.999, axis=0).tolist()}
+
+
+def statistics(t: ClosureTargets, w_eq: NDArray, sampling: FrameSampling, anchor: bool) -> dict[str, Any]:
+    """Standardization statistics (buffer names of the networks) from the training targets."""
+    from kinclose.closure.networks import log_tau_scale
+
+    W = t.W
+    off = ~((t.delta == 0) & (t.tau == 1))
+    dm = (t.m - t.W[:, None, :])[off]
+    k = t.k.reshape(-1, t.k.shape[-1])
+    floor = 1e-8
+    y_scale = np.sqrt((t.sh ** 2).mean(0)) if anchor else t.sh.std(0)
+    return {
+        "w_mean": W.mean(0), "w_std": np.maximum(W.std(0), floor), "w_eq": np.asarray(w_eq, dtype=float),
+        "y_mean": t.sh.mean(0), "y_std": np.maximum(y_scale, floor),
+        "delta_scale": max(float(sampling.delta_max), 1e-3),
+        "logtau_scale": log_tau_scale(sampling.tau_min, sampling.tau_max),
+        "dm_std": np.maximum(np.sqrt((dm ** 2).mean(0)) if dm.size else np.ones(W.shape[1]), floor),
+        "k_mean": k.mean(0), "k_std": np.maximum(k.std(0), floor),
+    }
+
+
+# ====================================================================== losses and fitting
+def _tensors(t: ClosureTargets, device: str) -> dict:
+    import torch
+
+    f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=device)  # noqa: E731
+    return {"W": f(t.W), "sh": f(t.sh), "delta": f(t.delta), "tau": f(t.tau), "m": f(t.m), "k": f(t.k)}
+
+
+def member_loss(member: Any, b: dict, weights: tuple[float, float, float]):
+    """(total, (sh, m, k)) standardized mean squared errors of one member on a batch dict."""
+    W = b["W"]
+    n, F = b["delta"].shape
+    sh_net, fr_net = member.stress_heat, member.frame
+    l_sh = (((sh_net(W) - b["sh"]) / sh_net.y_std) ** 2).mean()
+    Wr = W[:, None, :].expand(n, F, W.shape[1]).reshape(n * F, -1)
+    m, k = fr_net(Wr, b["delta"].reshape(-1), b["tau"].reshape(-1))
+    l_m = (((m - b["m"].reshape(n * F, -1)) / fr_net.dm_std) ** 2).mean()
+    l_k = (((k - b["k"].reshape(n * F, -1)) / fr_net.k_std) ** 2).mean()
+    return weights[0] * l_sh + weights[1] * l_m + weights[2] * l_k, (l_sh, l_m, l_k)
+
+
+def _batched_loss(member: Any, data: dict, weights, batch: int = 8192) -> float:
+    import torch
+
+    n = data["W"].shape[0]
+    tot = 0.0
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            b = {k: v[i:i + batch] for k, v in data.items()}
+            tot += float(member_loss(member, b, weights)[0]) * b["W"].shape[0]
+    return tot / max(n, 1)
+
+
+def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: int, lr: float, patience: int,
+               weights: tuple[float, float, float], seed: int, lr_final_factor: float = 0.05,
+               weight_decay: float = 0.0, progress: bool | None = None, log_every_s: float = 30.0,
+               name: str = "member") -> dict:
+    """Adam with cosine decay and early stopping; keeps the best validation parameters. Returns the history."""
+    import torch
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    params = [p for p in member.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr * lr_final_factor)
+    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [_batched_loss(member, val, weights)]}
+    best = (hist["val_loss"][0], {k: v.detach().clone() for k, v in member.state_dict().items()}, 0)
+    n = train["W"].shape[0]
+    device = train["W"].device
+    t0 = last = time.perf_counter()
+    for ep in tqdm(range(1, epochs + 1), disable=None if progress is None else not progress, desc=name, leave=False):
+        member.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        tot = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            b = {k: v[idx] for k, v in train.items()}
+            loss, _ = member_loss(member, b, weights)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: non-finite training loss at epoch {ep}; lower stage.lr={lr}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * idx.numel()
+        sched.step()
+        member.eval()
+        vl = _batched_loss(member, val, weights)
+        hist["epoch"].append(ep)
+        hist["train_loss"].append(tot / n)
+        hist["val_loss"].append(vl)
+        if vl < best[0]:
+            best = (vl, {k: v.detach().clone() for k, v in member.state_dict().items()}, ep)
+        now = time.perf_counter()
+        if now - last > log_every_s or ep == epochs:
+            log.info("%s epoch %d/%d: train %.4e, val %.4e (best %.4e at %d)", name, ep, epochs, tot / n, vl, best[0],
+                     best[2])
+            last = now
+        if ep - best[2] >= patience:
+            log.info("%s: early stop at epoch %d (best validation loss %.4e at epoch %d)", name, ep, best[0], best[2])
+            break
+    member.load_state_dict(best[1])
+    hist["best_epoch"] = best[2]
+    hist["best_val_loss"] = best[0]
+    hist["wall_s"] = time.perf_counter() - t0
+    return hist
+
+
+# ====================================================================== evaluation
+def predict(ens: Any, t: ClosureTargets, device: str = "cpu", batch: int = 8192) -> dict[str, NDArray]:
+    """Ensemble mean and variance of every output on the samples and frames of ``t``."""
+    import torch
+
+    d = _tensors(t, device)
+    n, F = t.delta.shape
+    M = t.W.shape[1]
+    out: dict[str, list] = {"sh": [], "sh_var": [], "m": [], "k": [], "m_var": [], "k_var": []}
+    ens.eval()
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            W = d["W"][i:i + batch]
+            b = W.shape[0]
+            sh, shv = ens.stress_heat(W)
+            Wr = W[:, None, :].expand(b, F, M).reshape(b * F, M)
+            m, k, mv, kv = ens.frame(Wr, d["delta"][i:i + batch].reshape(-1), d["tau"][i:i + batch].reshape(-1))
+            for key, val in (("sh", sh), ("sh_var", shv), ("m", m.reshape(b, F, M)), ("k", k.reshape(b, F, M)),
+                             ("m_var", mv.reshape(b, F, M)), ("k_var", kv.reshape(b, F, M))):
+                out[key].append(val.cpu())
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def errors(pred: dict, t: ClosureTargets) -> dict[str, dict]:
+    """Errors of the ensemble mean overall and per ε decade [10^d, 10^{d+1}).
+
+    σ̂, q̂: RMSE, RMSE relative to the RMS of the target, max |error|. m: over the non-identity
+    frames, relative to the RMS of the increment m − W (the part that is learned). k: over all
+    frames, relative to the RMS of k. ``std_mean``: mean ensemble standard deviation.
+    """
+    off = ~((t.delta == 0) & (t.tau == 1))
+
+    def stats(err: NDArray, ref: NDArray, var: NDArray) -> dict:
+        if err.size == 0:
+            return {"n": 0}
+        rmse = float(np.sqrt((err ** 2).mean()))
+        rms = float(np.sqrt((ref ** 2).mean()))
+        return {"n": int(err.size), "rmse": rmse, "rel_rmse": rmse / rms if rms > 0 else math.nan,
+                "max_abs": float(np.abs(err).max()), "target_rms": rms, "std_mean": float(np.sqrt(var).mean())}
+
+    def agg(mask: NDArray) -> dict:
+        o = off[mask]
+        dm_ref = (t.m - t.W[:, None, :])[mask][o]
+        return {
+            "n_samples": int(mask.sum()),
+            "sigma_hat": stats(pred["sh"][mask, 0] - t.sh[mask, 0], t.sh[mask, 0], pred["sh_var"][mask, 0]),
+            "q_hat": stats(pred["sh"][mask, 1] - t.sh[mask, 1], t.sh[mask, 1], pred["sh_var"][mask, 1]),
+            "m": stats((pred["m"][mask] - t.m[mask])[o], dm_ref, pred["m_var"][mask][o]),
+            "k": stats(pred["k"][mask] - t.k[mask], t.k[mask], pred["k_var"][mask]),
+        }
+
+    res = {"all": agg(np.ones(len(t), dtype=bool)), "per_decade": {}}
+    dec = np.floor(np.log10(t.kn) + 1e-12).astype(int)
+    for d in np.unique(dec):
+        res["per_decade"][f"1e{d:+d}"] = agg(dec == d)
+    return res
+
+
+# ====================================================================== checkpoints
+def save_closure_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
+    """Atomically write ``closure.pt``; ``meta`` holds JSON-like provenance (hashes, ranges, config)."""
+    import torch
+
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "class": type(ens).__name__,
+        "closure_version": CLOSURE_VERSION,
+        "kwargs": dict(ens.kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in ens.state_dict().items()},
+        "package_version": __version__,
+        **json.loads(json.dumps(meta, default=_jsonable)),
+    }
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".pt")
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
+    """(ensemble in eval mode, metadata) from ``closure.pt``, read with ``weights_only=True``.
+
+    Raises :class:`ClosureCheckpointError` for a missing, unreadable or foreign file, another closure
+    version or data schema version, and weights that do not fit the stored constructor kwargs.
+    """
+    import torch
+
+    from kinclose.closure.networks import Ensemble
+    from kinclose.moments.train import DATA_SCHEMA_VERSION
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClosureCheckpointError(f"closure checkpoint {path} does not exist; train one with "
+                                     "`kinclose-train stage=closure moments_ckpt=... data.root=...`")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupted zip, truncated file, unpickling of a forbidden type …
+        raise ClosureCheckpointError(
+            f"cannot read closure checkpoint {path}: the file is corrupted or truncated, or not a torch checkpoint "
+            f"({type(e).__name__}: {str(e)[:200]}); retrain or restore it") from e
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise ClosureCheckpointError(f"{path} is not a kinclose closure checkpoint (format {fmt!r}, expected "
+                                     f"{CHECKPOINT_FORMAT!r})")
+    if obj.get("closure_version") != CLOSURE_VERSION:
+        raise ClosureCheckpointError(
+            f"{path} was written for closure version {obj.get('closure_version')!r} (package "
+            f"{obj.get('package_version')}), this code has closure version {CLOSURE_VERSION}; retrain with "
+            "`kinclose-train stage=closure` or use the matching kinclose version")
+    if obj.get("data_schema_version") != DATA_SCHEMA_VERSION:
+        raise ClosureCheckpointError(f"{path} was trained on data schema version {obj.get('data_schema_version')!r}, "
+                                     f"this code reads schema version {DATA_SCHEMA_VERSION}; retrain on relabeled data")
+    if obj.get("class") != Ensemble.__name__:
+        raise ClosureCheckpointError(f"{path} holds a {obj.get('class')!r}, expected {Ensemble.__name__!r}")
+    if obj.get("package_version") != __version__:
+        log.warning("closure checkpoint %s was written by kinclose %s, this is %s", path, obj.get("package_version"),
+                    __version__)
+    try:
+        ens = Ensemble(**obj["kwargs"])
+        ens.load_state_dict(obj["state_dict"], strict=True)
+    except (TypeError, RuntimeError, KeyError, ValueError) as e:
+        raise ClosureCheckpointError(f"{path}: weights do not fit the ensemble they claim ({str(e)[:300]}); the "
+                                     "checkpoint is inconsistent, retrain it") from e
+    ens.to(map_location).eval()
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return ens, meta
+
+
+# ====================================================================== plots
+def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kinclose.plotting import use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for i, h in enumerate(hists):
+        c = f"C{i % 10}"
+        ep = np.asarray(h["epoch"])
+        ax.semilogy(ep[1:], np.asarray(h["train_loss"])[1:], color=c, lw=0.8, ls="--")
+        ax.semilogy(ep, h["val_loss"], color=c, lw=1.2, label=f"member {i} (best {h['best_epoch']})")
+        ax.plot([h["best_epoch"]], [h["best_val_loss"]], "o", color=c, ms=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("standardized loss (dashed: train, solid: validation)")
+    ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+# ====================================================================== stage
+def _sampling(st: Any) -> FrameSampling:
+    fr = st.frames
+    return FrameSampling(int(fr.n_frames), float(fr.delta_max), float(fr.tau_min), float(fr.tau_max))
+
+
+def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
+    """Train the closure ensemble of ``cfg`` (conf/train.yaml with stage=closure) into ``run_dir``.
+
+    ``cfg.moments_ckpt`` names the moments checkpoint; ``cfg.data`` the dataset (as for stage=moments).
+    Returns the metrics dict (also written to ``metrics.json``).
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from kinclose.closure.networks import Ensemble
+    from kinclose.moments.shape import XiGrid
+    from kinclose.moments.train import load_checkpoint, load_dataset, resolve_device, split
+
+    st = cfg.stage
+    run_dir = Path(run_dir if run_dir is not None else cfg.get("run_dir", "outputs/train/closure"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = cfg.get("moments_ckpt")
+    if not ckpt:
+        raise ClosureCheckpointError("stage=closure needs the moments checkpoint: add moments_ckpt=PATH/moments.pt "
+                                     "(written by `kinclose-train stage=moments`)")
+    seed = int(cfg.seed)
+    device = resolve_device(str(cfg.device))
+    if device == "cpu" and cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    t0 = time.perf_counter()
+    moments, mmeta = load_checkpoint(ckpt)
+    moments_hash = file_sha256(ckpt)
+    grid: XiGrid = moments.grid
+    data = load_dataset(cfg.data.root, grid, str(st.interpolation), cfg.data.get("max_samples_per_shard"), seed,
+                        bool(cfg.data.get("verify_checksums", True)))
+    if mmeta.get("dataset_hash") != data.info["dataset_hash"]:
+        log.warning("the moments checkpoint was trained on dataset %s, the closure is trained on %s",
+                    mmeta.get("dataset_hash"), data.info["dataset_hash"])
+    sampling = _sampling(st)
+    rng = np.random.default_rng(seed + 104729)
+    targets = build_targets(data, moments.encoder, sampling, rng)
+    id_defect = identity_defect(targets)
+    itr, iva, how = split(data, float(cfg.data.val_fraction), seed, str(cfg.data.get("split", "auto")))
+    tr, va = targets.subset(itr), targets.subset(iva)
+    w_eq = moments.w_eq().detach().cpu().numpy()
+    log.info("closure targets: %d samples x %d frames (%d train, %d validation, split by %s), %.1f s",
+             len(targets), sampling.n_frames, len(tr), len(va), how, time.perf_counter() - t0)
+
+    ens = Ensemble(M=int(moments.M), K=int(st.K), hidden=list(st.hidden), activation=str(st.activation),
+                   anchor=bool(st.anchor), seed=seed)
+    stats = statistics(tr, w_eq, sampling, bool(st.anchor))
+    ens.set_statistics(stats)
+    ens.to(device)
+    dtr, dva = _tensors(tr, device), _tensors(va, device)
+    weights = (float(st.loss_weights.sh), float(st.loss_weights.m), float(st.loss_weights.k))
+    hists = []
+    for i, mem in enumerate(ens.members):
+        hists.append(fit_member(mem, dtr, dva, epochs=int(st.epochs), batch_size=int(st.batch_size), lr=float(st.lr),
+                                patience=int(st.patience), weights=weights, seed=seed * 1009 + i + 1,
+                                lr_final_factor=float(st.get("lr_final_factor", 0.05)),
+                                weight_decay=float(st.get("weight_decay", 0.0)), name=f"member {i}"))
+    ens.to("cpu").eval()
+    pred_va, pred_tr = predict(ens, va), predict(ens, tr)
+    err_va, err_tr = errors(pred_va, va), errors(pred_tr, tr)
+    rng_W = w_range(tr.W)
+    title = f"closure on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}"
+    metrics = {
+        "stage": "closure", "encoder": mmeta["kwargs"]["encoder"], "M": int(moments.M), "K": ens.K,
+        "device": device, "seed": seed, "package_version": __version__, "data": data.info,
+        "moments_checkpoint": str(ckpt), "moments_checkpoint_sha256": moments_hash,
+        "moments_dataset_hash": mmeta.get("dataset_hash"),
+        "n_train": len(tr), "n_val": len(va), "split": how, "frames": dataclasses.asdict(sampling),
+        "identity_defect": id_defect, "W_eq": w_eq.tolist(), "W_range": rng_W,
+        "first_val_loss": [h["val_loss"][0] for h in hists], "best_val_loss": [h["best_val_loss"] for h in hists],
+        "best_epoch": [h["best_epoch"] for h in hists],
+        "val": err_va, "train": err_tr, "history": hists, "wall_s": time.perf_counter() - t0,
+        "model_kwargs": ens.kwargs, "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    meta = {
+        "data_schema_version": data.info["schema_version"], "dataset_hash": data.info["dataset_hash"],
+        "moments_checkpoint_sha256": moments_hash, "moments_kwargs": mmeta["kwargs"],
+        "moments_dataset_hash": mmeta.get("dataset_hash"), "W_range": rng_W,
+        "frames": {"n_frames": sampling.n_frames, "delta_max": sampling.delta_max, "tau_min": sampling.tau_min,
+                   "tau_max": sampling.tau_max},
+        "xi_max": float(st.xi_max),
+        "extra": {"val_sigma_hat_rel_rmse": err_va["all"]["sigma_hat"]["rel_rmse"],
+                  "val_q_hat_rel_rmse": err_va["all"]["q_hat"]["rel_rmse"]},
+    }
+    save_closure_checkpoint(run_dir / CHECKPOINT_NAME, ens, meta)
+    metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    plot_learning_curves(hists, run_dir / "learning_curve.png", title)
+    a = err_va["all"]
+    log.info("closure %s: validation rel RMSE sigma_hat %.3e, q_hat %.3e, m %.3e, k %.3e -> %s", title,
+             a["sigma_hat"]["rel_rmse"], a["q_hat"]["rel_rmse"], a["m"]["rel_rmse"], a["k"]["rel_rmse"], run_dir)
+    return metrics
