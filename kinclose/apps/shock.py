@@ -28,6 +28,8 @@ SHOCK_SOLVERS: dict[str, str] = {
     "dvm": "kinclose.kinetic.shock:steady_shock",
     "nsf": "kinclose.macro.shock:nsf_shock",
     "euler": "kinclose.macro.shock:euler_shock",
+    "mlc": "kinclose.reduced.shock:mlc_shock",
+    "hermmlc": "kinclose.reduced.shock:hermmlc_shock",
 }
 
 

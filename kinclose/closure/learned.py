@@ -72,7 +72,8 @@ class LearnedClosure:
     def _t(self, a: NDArray):
         import torch
 
-        return torch.as_tensor(np.ascontiguousarray(a, dtype=float), dtype=torch.float64)
+        # a copy: the inputs may be read-only broadcast views, which torch cannot wrap
+        return torch.tensor(np.asarray(a, dtype=float), dtype=torch.float64)
 
     def _W(self, W: NDArray) -> NDArray:
         W = np.asarray(W, dtype=float)

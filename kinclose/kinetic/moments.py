@@ -43,9 +43,11 @@ def maxwellian(rho, u, T, v: NDArray) -> tuple[NDArray, NDArray]:
 
 
 def entropy(g: NDArray, h: NDArray, dv: float) -> NDArray[np.float64]:
-    """Reduced entropy η = Σ g [ln(g²/(π h)) − 1] Δv per cell (...); g, h > 0 required."""
+    """Reduced entropy η = Σ g [2 ln g − ln(π h) − 1] Δv per cell (...); nodes with g ≤ 0 or h ≤ 0
+    (far tails) contribute 0. Written with logarithms so that tiny tails do not underflow."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        integrand = np.where(g > 0, g * (np.log(g * g / (np.pi * h)) - 1.0), 0.0)
+        ok = (g > 0) & (h > 0)
+        integrand = np.where(ok, g * (2.0 * np.log(np.where(ok, g, 1.0)) - np.log(np.pi * np.where(ok, h, 1.0)) - 1.0), 0.0)
     return integrand.sum(-1) * dv
 
 

@@ -132,3 +132,35 @@ class OracleClosure:
         u_star = o["u"][cells] - delta * np.sqrt(T_star)
         q = shape_quadrature(self.g[cells], self.h[cells], self.v, self.dv, self.a, self.b, u_star, T_star)
         return W + (q["m"] - o["m"][cells]), q["k"]
+
+
+class MaxwellianClosure:
+    """The closure of a shape that is always Maxwellian (σ̂ = q̂ = 0): the reduced model is then the
+    Euler system for U. Exact m, k of the Maxwellian shape by quadrature; used for tests and as the
+    ε → 0 limit of any consistent closure."""
+
+    def __init__(self, a: WeightFn, b: WeightFn, xi_max: float = 2.0) -> None:
+        self.a, self.b = a, b
+        self.n_moments = int(a(np.zeros(1)).shape[-1])
+        self.xi_max = float(xi_max)
+        self._v = np.linspace(-12.0, 12.0, 241)
+        G = np.exp(-0.5 * self._v**2) / math.sqrt(2 * math.pi)
+        self._G, self._H = G[None, :], 2 * G[None, :]
+        self._eq = self._quad(np.zeros(1), np.ones(1))[0][0]
+
+    def _quad(self, delta: NDArray, tau: NDArray) -> tuple[NDArray, NDArray]:
+        n = delta.size
+        T_star = 1.0 / tau**2
+        q = shape_quadrature(np.repeat(self._G, n, 0), np.repeat(self._H, n, 0), self._v, self._v[1] - self._v[0],
+                             self.a, self.b, -delta * np.sqrt(T_star), T_star)
+        return q["m"], q["k"]
+
+    def equilibrium(self) -> NDArray:
+        return self._eq.copy()
+
+    def stress_heat(self, W: NDArray, cells: NDArray) -> NDArray:
+        return np.zeros((W.shape[0], 2))
+
+    def frame(self, W: NDArray, delta: NDArray, tau: NDArray, cells: NDArray) -> tuple[NDArray, NDArray]:
+        m, k = self._quad(np.asarray(delta, dtype=float), np.asarray(tau, dtype=float))
+        return W + (m - self._eq), k

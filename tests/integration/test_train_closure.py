@@ -1,0 +1,263 @@
+"""Closure stage end to end on a tiny BGK dataset: ``train_closure`` (learned and Hermite moments),
+the checkpoint round trip and its errors, :class:`LearnedClosure` in the reduced solver, the flux
+Jacobian diagnostic, and one subprocess run of the installed ``kinclose-train stage=closure``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kinclose.moments._synthetic import write_dataset  # noqa: E402
+
+EXE = shutil.which("kinclose-train")
+MOMENTS_ARGS = ["threads=1", "stage.epochs=3", "stage.batch_size=32", "stage.encoder_hidden=[16,16]",
+                "stage.decoder_hidden=[32,32]"]
+CLOSURE_ARGS = ["threads=1", "stage.epochs=40", "stage.patience=15", "stage.batch_size=16", "stage.hidden=[32,32]"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("closure") / "data"
+    write_dataset(root, n_shards=2, seed=1, kn_range=(0.05, 1.0), nx=16, nv=64, nt=4, t_end=0.08)
+    return root
+
+
+def _train(root: Path, out: Path, encoder: str, extra: tuple[str, ...] = ()) -> dict:
+    from kinclose.closure.train import train_closure
+    from kinclose.moments.train import train_moments
+
+    torch.set_num_threads(1)
+    train_moments(_compose(["stage=moments", f"stage.model={encoder}", f"data.root={root}", *MOMENTS_ARGS, *extra]),
+                  out / "moments")
+    cfg = _compose(["stage=closure", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+                    *CLOSURE_ARGS])
+    return train_closure(cfg, out / "closure")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, dataset: Path) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("closure_run")
+    return out, _train(dataset, out, "learned")
+
+
+def test_config_composes_with_the_closure_stage() -> None:
+    cfg = _compose(["stage=closure", "moments_ckpt=x.pt", "stage.K=5"])
+    assert cfg.stage.name == "closure" and cfg.moments_ckpt == "x.pt" and cfg.stage.K == 5
+    assert cfg.stage.frames.delta_max == 0.5 and list(cfg.stage.hidden) and cfg.data.root
+    assert _compose(["stage=moments"]).stage.name == "moments"  # the other stage is unaffected
+
+
+def test_training_reduces_the_validation_loss_and_writes_artefacts(trained) -> None:
+    out, m = trained
+    run = out / "closure"
+    for name in ("closure.pt", "metrics.json", "learning_curve.png"):
+        assert (run / name).stat().st_size > 500, name
+    assert m["K"] == 4 and m["M"] == 3 and m["encoder"] == "learned"
+    for first, best in zip(m["first_val_loss"], m["best_val_loss"]):
+        assert best < 0.3 * first, (first, best)
+    assert m["identity_defect"] < 1e-13
+    for key in ("sigma_hat", "q_hat", "m", "k"):
+        assert np.isfinite(m["val"]["all"][key]["rel_rmse"]), key
+    assert m["val"]["per_decade"] and set(m["W_range"]) >= {"min", "max"}
+    assert len(m["moments_checkpoint_sha256"]) == 64 and m["data"]["dataset_hash"]
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["val"]["all"]["q_hat"]["rmse"] == m["val"]["all"]["q_hat"]["rmse"]
+
+
+def test_checkpoint_round_trip(trained, dataset: Path) -> None:
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.train import CHECKPOINT_FORMAT, errors, file_sha256, load_closure_checkpoint, predict
+    from kinclose.closure.targets import build_targets, FrameSampling
+    from kinclose.moments.train import load_checkpoint, load_dataset, split
+
+    out, m = trained
+    raw = torch.load(out / "closure" / "closure.pt", weights_only=True)  # plain tensors and builtins only
+    assert raw["format"] == CHECKPOINT_FORMAT and raw["class"] == "Ensemble" and raw["kwargs"]["K"] == 4
+    assert raw["moments_checkpoint_sha256"] == file_sha256(out / "moments" / "moments.pt")
+    assert raw["dataset_hash"] == m["data"]["dataset_hash"] and raw["data_schema_version"] == 1
+    ens, meta = load_closure_checkpoint(out / "closure" / "closure.pt")
+    # rebuild the validation targets exactly as training did and reproduce the reported errors
+    moments, _ = load_checkpoint(out / "moments" / "moments.pt")
+    data = load_dataset(dataset, moments.grid)
+    t = build_targets(data, moments.encoder, FrameSampling(**meta["frames"]), np.random.default_rng(0 + 104729))
+    _, iva, _ = split(data, 0.2, 0)
+    err = errors(predict(ens, t.subset(iva)), t.subset(iva))
+    for key in ("sigma_hat", "q_hat", "m", "k"):
+        np.testing.assert_allclose(err["all"][key]["rmse"], m["val"]["all"][key]["rmse"], rtol=1e-12, atol=0)
+    # two independent loads give identical outputs
+    a = LearnedClosure.from_checkpoint(out / "closure" / "closure.pt")
+    b = LearnedClosure.from_checkpoint(out / "closure" / "closure.pt")
+    W = t.W[:20]
+    np.testing.assert_array_equal(a.stress_heat(W, None), b.stress_heat(W, None))
+    np.testing.assert_array_equal(a.frame(W, t.delta[:20, 1], t.tau[:20, 1], None)[1],
+                                  b.frame(W, t.delta[:20, 1], t.tau[:20, 1], None)[1])
+    np.testing.assert_array_equal(a.equilibrium(), np.asarray(m["W_eq"]))
+
+
+def test_corrupted_and_foreign_checkpoints_give_clear_errors(trained, tmp_path: Path) -> None:
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.train import ClosureCheckpointError
+
+    out, _ = trained
+    good = out / "closure" / "closure.pt"
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ClosureCheckpointError, match="corrupted or truncated"):
+        LearnedClosure.from_checkpoint(cut)
+    obj = torch.load(good, weights_only=True)
+    old = tmp_path / "old.pt"
+    torch.save({**obj, "closure_version": 0}, old)
+    with pytest.raises(ClosureCheckpointError, match="closure version 0 .*this code has closure version 1"):
+        LearnedClosure.from_checkpoint(old)
+    schema = tmp_path / "schema.pt"
+    torch.save({**obj, "data_schema_version": 2}, schema)
+    with pytest.raises(ClosureCheckpointError, match="data schema version 2"):
+        LearnedClosure.from_checkpoint(schema)
+    bad_w = tmp_path / "badw.pt"
+    torch.save({**obj, "kwargs": {**obj["kwargs"], "hidden": [8]}}, bad_w)
+    with pytest.raises(ClosureCheckpointError, match="weights do not fit"):
+        LearnedClosure.from_checkpoint(bad_w)
+    with pytest.raises(ClosureCheckpointError, match="not a kinclose closure checkpoint"):
+        LearnedClosure.from_checkpoint(out / "moments" / "moments.pt")
+    with pytest.raises(ClosureCheckpointError, match="does not exist"):
+        LearnedClosure.from_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_learned_closure_in_the_reduced_solver(trained) -> None:
+    """~20 steps on smooth periodic data: U conserved to round-off, ρ, T > 0, W finite."""
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.physics import mu_ref_for_knudsen, primitive
+    from kinclose.reduced.solver import ReducedSolver
+
+    out, m = trained
+    cl = LearnedClosure.from_checkpoint(out / "closure" / "closure.pt")
+    assert cl.xi_max == 4.0 and cl.n_moments == 3 and cl.equilibrium().shape == (3,)
+    nx = 32
+    x = (np.arange(nx) + 0.5) / nx
+    rho = 1 + 0.2 * np.sin(2 * np.pi * x)
+    u = 0.2 * np.cos(2 * np.pi * x)
+    T = 1 + 0.2 * np.sin(2 * np.pi * x + 1)
+    red = ReducedSolver(0, 1, nx, cl, mu_ref_for_knudsen(0.1, 0.5), 0.5, "periodic", 0.5)
+    red.set_state(rho, u, T)
+    total0 = red.U.sum(0)
+    for _ in range(20):
+        red.step()
+    assert red.steps == 20
+    np.testing.assert_allclose(red.U.sum(0), total0, rtol=0, atol=1e-12 * np.abs(total0).max())
+    r, _, Tn = primitive(red.U)
+    assert np.all(r > 0) and np.all(Tn > 0) and np.all(np.isfinite(red.W))
+    f = red.fields()
+    assert np.all(np.isfinite(f)) and np.abs(f[:, 3]).max() > 0  # a non-trivial stress develops
+
+
+def test_learned_closure_diagnostics(trained) -> None:
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.physics import conservative
+
+    out, m = trained
+    cl = LearnedClosure.from_checkpoint(out / "closure" / "closure.pt")
+    lo, hi = np.asarray(m["W_range"]["min"]), np.asarray(m["W_range"]["max"])
+    rng = np.random.default_rng(0)
+    W_in = lo + (hi - lo) * rng.uniform(size=(50, 3))
+    W_out = W_in.copy()
+    W_out[:5, 1] = hi[1] + 1.0
+    # identity frame exact; variance per output and state, m part zero at (0, 1)
+    mm, _ = cl.frame(W_in, np.zeros(50), np.ones(50), None)
+    np.testing.assert_array_equal(mm, W_in)
+    var = cl.variance(W_in)
+    assert var.shape == (50, 2 + 2 * 3) and np.all(var[:, 2:5] == 0) and np.all(var[:, :2] > 0)
+    assert np.all(cl.variance(W_in, 0.3, 1.2)[:, 2:5] > 0)
+    # range check: reported, not clipped
+    assert cl.check_range(W_in)["fraction"] == 0.0
+    rep = cl.check_range(W_out)
+    assert rep["fraction"] == 0.1 and list(rep["indices"]) == [0, 1, 2, 3, 4] and rep["per_component"][1] == 5
+    # flux Jacobian eigenvalues: shapes and fractions
+    U = conservative(1 + rng.uniform(0, 1, 50), rng.uniform(-1, 1, 50), 1 + rng.uniform(0, 1, 50))
+    for fd in (True, False):
+        ev = cl.flux_jacobian_eigenvalues(U, W_in, frame_derivatives=fd)
+        assert ev["eigenvalues"].shape == (50, 6)
+        assert 0.0 <= ev["fraction_complex"] <= ev["fraction_states_complex"] <= 1.0
+        assert np.isfinite(ev["max_speed"])
+
+
+def test_flux_jacobian_of_a_closure_without_learned_terms_is_euler_plus_advection() -> None:
+    """With σ̂ = q̂ = 0, m = W and a constant k the closed system is Euler plus passive moments: the
+    eigenvalues are u ± √(5T/3) and u (M + 1 times), all real."""
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.networks import Ensemble
+    from kinclose.physics import conservative
+
+    ens = Ensemble(M=2, K=4, hidden=(8,), seed=0)
+    with torch.no_grad():
+        for mem in ens.members:
+            for net in (mem.stress_heat.net, mem.frame.net):
+                net[-1].weight.zero_()
+                net[-1].bias.zero_()
+        ens.set_statistics({"k_mean": [0.3, -0.2]})
+    cl = LearnedClosure(ens.eval(), {"W_range": {"min": [-1, -1], "max": [1, 1], "std": [1, 1]}})
+    rng = np.random.default_rng(1)
+    rho, u, T = 1 + rng.uniform(0, 1, 10), rng.uniform(-2, 2, 10), 0.5 + rng.uniform(0, 1, 10)
+    W = rng.normal(size=(10, 2))
+    for fd in (True, False):
+        ev = cl.flux_jacobian_eigenvalues(conservative(rho, u, T), W, frame_derivatives=fd)
+        lam = np.sort(ev["eigenvalues"].real, axis=1)
+        c = np.sqrt(5 * T / 3)
+        expect = np.sort(np.stack([u - c, u, u, u, u + c], 1), axis=1)
+        np.testing.assert_allclose(lam, expect, rtol=0, atol=1e-7)  # triple eigenvalue: ~√eps accuracy
+        assert ev["fraction_complex"] == 0.0 or np.abs(ev["eigenvalues"].imag).max() < 1e-7
+        np.testing.assert_allclose(ev["max_speed"], np.sqrt(5 / 3), rtol=1e-7)
+
+
+def test_hermite_moments_go_through_the_same_pipeline(tmp_path: Path, dataset: Path) -> None:
+    from kinclose.closure.learned import LearnedClosure
+
+    # the "graded" Hermite basis starts with He_2/√2 = σ̂/√2; with basis "orders" (He_3 … He_5) σ̂ is not
+    # determined by W in 3 velocity dimensions (T fixes only the trace of the second moments)
+    m = _train(dataset, tmp_path, "hermite", ("stage.hermite_basis=graded",))
+    assert m["encoder"] == "hermite" and m["identity_defect"] < 1e-13
+    np.testing.assert_allclose(m["W_eq"], 0.0, rtol=0, atol=1e-14)
+    for first, best in zip(m["first_val_loss"], m["best_val_loss"]):
+        assert best < 0.3 * first, (first, best)
+    cl = LearnedClosure.from_checkpoint(tmp_path / "closure" / "closure.pt")
+    np.testing.assert_allclose(cl.stress_heat(np.zeros((1, 3)), None), 0.0, rtol=0, atol=1e-15)  # anchored
+
+
+@pytest.mark.skipif(EXE is None, reason="kinclose-train console script is not installed")
+def test_cli_trains_moments_then_closure(tmp_path: Path, dataset: Path) -> None:
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([EXE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    res = run(["stage=moments", f"data.root={dataset}", f"hydra.run.dir={tmp_path / 'm'}", *MOMENTS_ARGS])
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run(["stage=closure", f"moments_ckpt={tmp_path / 'm' / 'moments.pt'}", f"data.root={dataset}",
+               f"hydra.run.dir={tmp_path / 'c'}", "stage.K=4", "stage.epochs=5", *CLOSURE_ARGS[:1]])
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("closure.pt", "metrics.json", "learning_curve.png"):
+        assert (tmp_path / "c" / name).stat().st_size > 500, name
+    met = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert met["stage"] == "closure" and met["config"]["moments_ckpt"].endswith("moments.pt")
+    # a missing moments checkpoint is a one-line error, not a traceback
+    res = run(["stage=closure", f"data.root={dataset}", f"hydra.run.dir={tmp_path / 'x'}"])
+    assert res.returncode == 2 and "needs the moments checkpoint" in res.stderr and "Traceback" not in res.stderr

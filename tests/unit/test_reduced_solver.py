@@ -1,0 +1,82 @@
+"""Contract of the reduced moment solver: every closure conserves U, keeps a uniform state, and the
+Maxwellian closure (the Euler limit) gives a steady shock between the Rankine–Hugoniot states."""
+
+import math
+
+import numpy as np
+import pytest
+
+from kinclose.kinetic.grid import VelocityGrid
+from kinclose.kinetic.solver import DVMSolver
+from kinclose.physics import mu_ref_for_knudsen, rankine_hugoniot
+from kinclose.reduced.closure import MaxwellianClosure, OracleClosure, hermite_weights
+from kinclose.reduced.shock import reduced_shock
+from kinclose.reduced.solver import ReducedSolver
+from kinclose.shockprofile import center, profile_metrics
+
+
+def _closures(nx, rho, u, T):
+    a, b = hermite_weights((3, 4, 5))
+    grid = VelocityGrid.for_states(u, 2 * T, 48)
+    dvm = DVMSolver(0, 1, nx, grid, mu_ref_for_knudsen(0.1, 0.5))
+    dvm.set_maxwellian(rho, u, T)
+    oracle = OracleClosure(grid.v, grid.dv, a, b)
+    oracle.update(*dvm.interior)
+    return {"maxwellian": MaxwellianClosure(a, b), "oracle": oracle}
+
+
+@pytest.mark.parametrize("name", ["maxwellian", "oracle"])
+def test_closure_contract(name):
+    nx = 24
+    x = (np.arange(nx) + 0.5) / nx
+    rho, u, T = 1 + 0.2 * np.sin(2 * np.pi * x), 0.2 * np.cos(2 * np.pi * x), 1 + 0.1 * np.sin(2 * np.pi * x)
+    cl = _closures(nx, rho, u, T)[name]
+    W_eq = cl.equilibrium()
+    assert W_eq.shape == (cl.n_moments,)
+    n = 5
+    W = np.tile(W_eq, (n, 1))
+    m, k = cl.frame(W, np.zeros(n), np.ones(n), np.arange(n))
+    np.testing.assert_allclose(m, W, atol=1e-12)  # m(W; 0, 1) = W
+    assert cl.stress_heat(W, np.arange(n)).shape == (n, 2)
+    s = ReducedSolver(0, 1, nx, cl, mu_ref_for_knudsen(0.1, 0.5), 0.5, "periodic", 0.5)
+    s.set_state(rho, u, T)
+    U0 = s.U.sum(0)
+    for _ in range(10):
+        s.step()
+    np.testing.assert_allclose(s.U.sum(0), U0, rtol=0, atol=1e-12 * np.abs(U0).max())
+
+
+def test_uniform_state_stays_uniform_and_galilean():
+    a, b = hermite_weights((3, 4))
+    cl = MaxwellianClosure(a, b)
+    for u0 in (0.0, 1.7):
+        s = ReducedSolver(0, 1, 16, cl, math.inf, 0.5, "periodic", 0.5)
+        s.set_state(np.full(16, 1.3), np.full(16, u0), np.full(16, 0.8))
+        for _ in range(5):
+            s.step()
+        f = s.fields()
+        np.testing.assert_allclose(f[:, :3], np.tile([1.3, u0, 0.8], (16, 1)), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(s.W, np.tile(cl.equilibrium(), (16, 1)), atol=1e-12)
+
+
+def test_maxwellian_closure_shock_is_rankine_hugoniot():
+    p = center(reduced_shock(rankine_hugoniot(2.0), closure=MaxwellianClosure(*hermite_weights((3,))),
+                             dx=0.5, x_min=-8.0, x_max=8.0, tol=1e-4))
+    s = p.states
+    m = profile_metrics(p)
+    assert m["converged"]
+    np.testing.assert_allclose([p.rho[0], p.u[0], p.T[0]], [s.rho1, s.u1, s.T1], rtol=1e-6)
+    np.testing.assert_allclose([p.rho[-1], p.u[-1], p.T[-1]], [s.rho2, s.u2, s.T2], rtol=1e-3)  # tol=1e-4 residual
+    assert np.all(p.sigma == 0) and np.all(p.q == 0)
+
+
+def test_reduced_solver_rejects_bad_input():
+    cl = MaxwellianClosure(*hermite_weights((3,)))
+    with pytest.raises(ValueError, match="cfl"):
+        ReducedSolver(0, 1, 8, cl, 1.0, cfl=1.5)
+    s = ReducedSolver(0, 1, 8, cl, 1.0)
+    with pytest.raises(ValueError, match="T must be > 0"):
+        s.set_state(np.ones(8), np.zeros(8), -np.ones(8))
+    s.set_state(np.ones(8), np.zeros(8), np.ones(8))
+    with pytest.raises(ValueError, match="exceeds the stable step"):
+        s.step(10 * s.dt_max())
