@@ -315,8 +315,13 @@ def label_dataset(
     overwrite: bool = False,
     progress: bool | None = None,
     log_every_s: float = 10.0,
+    task_ids: list[int] | None = None,
 ) -> dict[str, Any]:
     """Label every task of ``spec`` into ``out_dir`` (resuming), keep ``manifest.json`` current.
+
+    ``task_ids`` restricts labeling to those tasks of the spec (the exploration–labeling–training
+    loop labels the selected members of a candidate pool this way); complete shards of other
+    tasks already in ``out_dir`` are kept.
 
     Returns
     -------
@@ -333,15 +338,24 @@ def label_dataset(
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tasks = make_tasks(spec)
+    if task_ids is not None:
+        wanted = {int(i) for i in task_ids}
+        unknown = sorted(i for i in wanted if not 0 <= i < len(tasks))
+        if unknown:
+            raise LabelRunError(f"task ids {unknown[:5]} are outside the spec's 0 … {len(tasks) - 1}")
+        all_tasks = tasks
+        tasks = [t for t in tasks if t.task_id in wanted]
     with dataset_lock(root):
         ntmp = _remove_temp_files(root)
         if ntmp:
             log.info("removed %d stale temporary files", ntmp)
         _check_spec(root, spec, overwrite)
-        entries, bad = scan_existing(root, tasks)
+        entries, bad = scan_existing(root, tasks if task_ids is None else all_tasks)
         extra = {"dataset": spec.name, "n_tasks": spec.n_tasks, "base_seed": spec.seed}
         write_manifest(root, list(entries.values()), extra)
         pending = [t for t in tasks if t.task_id not in entries]
+        if task_ids is not None:
+            bad = [i for i in bad if i in wanted]
         log.info("dataset %s in %s: %d tasks, %d complete, %d to label (%d relabeled)", spec.name, root, len(tasks),
                  len(entries), len(pending), len(bad))
         skipped = len(entries)

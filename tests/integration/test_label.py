@@ -208,7 +208,7 @@ def test_console_script_resumes_after_sigkill(tmp_path: Path) -> None:
     is complete, listed once per task, and equal to an uninterrupted run."""
     n = 12
     args = [EXE, "cluster.kind=serial", "cluster.threads=1", "dataset.name=kill", f"dataset.n_tasks={n}",
-            "dataset.nx=32", "dataset.nv=48", "dataset.t_end=0.05", "dataset.n_snapshots=3", "dataset.seed=3",
+            "dataset.nx=32", "dataset.nv=48", "dataset.v_width=6.5", "dataset.T_margin=1.5", "dataset.t_end=0.05", "dataset.n_snapshots=3", "dataset.seed=3",
             f"out_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}", "coverage.shock=null"]
     env = dict(os.environ, MPLBACKEND="Agg", TQDM_DISABLE="1")
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -251,7 +251,7 @@ def test_console_script_resumes_after_sigkill(tmp_path: Path) -> None:
 def test_python_module_entry_point_runs(tmp_path: Path) -> None:
     """``python -m kinclose.apps.label`` (without the console script) labels and checks."""
     env = dict(os.environ, MPLBACKEND="Agg", TQDM_DISABLE="1")
-    common = [sys.executable, "-m", "kinclose.apps.label", "cluster.kind=serial", "dataset.n_tasks=2", "dataset.nx=8",
+    common = [sys.executable, "-m", "kinclose.apps.label", "cluster.kind=serial", "dataset.n_tasks=2", "dataset.nx=8", "dataset.v_width=6.5", "dataset.T_margin=1.5",
               "dataset.nv=24", "dataset.t_end=0.005", f"out_dir={tmp_path / 'd'}", f"hydra.run.dir={tmp_path / 'r'}",
               "coverage.shock=null"]
     res = subprocess.run(common, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
