@@ -261,8 +261,11 @@ def _relax_row(fs, Mt, an, v1, v2, v3, dv, e1, e2, e3, A, b, m):
 
 
 @njit(cache=True, parallel=True)
-def bz_stage2(f, Q1, M1, beta, v1, v2, v3, j0, dv, dx, dt, gam, limiter, f2, M2, work, flag, corr):
+def bz_stage2(f, Q1, M1, beta, vflat, v1, v2, v3, j0, dv, dx, dt, gam, limiter, f2, M2, work, flag, corr):
     """Stage 2 of ARS(2,2,2): f2 = R_{γΔt}(f + γΔt [T(f) + Q1 − β(M1 − f)]) on interior rows.
+
+    vflat (N³,) is the non-decreasing flattened v1 (transport, upwinding from index j0 on);
+    v1, v2, v3 (N,) are the 1D nodes (moments and Maxwellians).
 
     f, f2 (nx+4, N³) padded; Q1, M1, M2 (nx, N³); beta (nx,); work (nx, 2, N³) scratch;
     M2 receives M[f2]; flag, corr (nx,) error codes and Maxwellian-correction sizes.
@@ -274,7 +277,7 @@ def bz_stage2(f, Q1, M1, beta, v1, v2, v3, j0, dv, dx, dt, gam, limiter, f2, M2,
     for i in prange(nx):
         k = i + NGHOST
         w = work[i, 0]
-        K._transport_row(f, k, v1, j0, limiter, 1.0 / dx, w)
+        K._transport_row(f, k, vflat, j0, limiter, 1.0 / dx, w)
         b_ = beta[i]
         for j in range(nv):
             f2[k, j] = f[k, j] + a * (w[j] + Q1[i, j] - b_ * (M1[i, j] - f[k, j]))
@@ -285,7 +288,7 @@ def bz_stage2(f, Q1, M1, beta, v1, v2, v3, j0, dv, dx, dt, gam, limiter, f2, M2,
 
 
 @njit(cache=True, parallel=True)
-def bz_stage3(f, f2, Q1, M1, Q2, M2, beta, v1, v2, v3, j0, dv, dx, dt, gam, delta, limiter, fout, M3,
+def bz_stage3(f, f2, Q1, M1, Q2, M2, beta, vflat, v1, v2, v3, j0, dv, dx, dt, gam, delta, limiter, fout, M3,
               work, flag, corr):
     """Final stage of ARS(2,2,2) (stiffly accurate: f^{n+1} = f3).
 
@@ -300,8 +303,8 @@ def bz_stage3(f, f2, Q1, M1, Q2, M2, beta, v1, v2, v3, j0, dv, dx, dt, gam, delt
         k = i + NGHOST
         w0 = work[i, 0]
         w1 = work[i, 1]
-        K._transport_row(f, k, v1, j0, limiter, 1.0 / dx, w0)
-        K._transport_row(f2, k, v1, j0, limiter, 1.0 / dx, w1)
+        K._transport_row(f, k, vflat, j0, limiter, 1.0 / dx, w0)
+        K._transport_row(f2, k, vflat, j0, limiter, 1.0 / dx, w1)
         b_ = beta[i]
         for j in range(nv):
             e1 = w0[j] + Q1[i, j] - b_ * (M1[i, j] - f[k, j])
@@ -648,7 +651,7 @@ class BoltzmannDVMSolver:
             self._M1[:] = 0.0
             self._beta[:] = 0.0
         t1 = time.perf_counter()
-        bz_stage2(self.f, self._Q1, self._M1, self._beta, self.v1, v2, v3, self.j0, self.dv, self.dx, dt, GAM,
+        bz_stage2(self.f, self._Q1, self._M1, self._beta, self.v1, v1, v2, v3, self.j0, self.dv, self.dx, dt, GAM,
                   lim, self._f2, self._M2, self._work, self._flag, self._corr)
         self._check("stage 2")
         K.fill_ghosts(self._f2, self.periodic, self._left, self._right)
@@ -659,7 +662,7 @@ class BoltzmannDVMSolver:
             self._Q2[:] = 0.0
             self._M2[:] = 0.0
         t3 = time.perf_counter()
-        bz_stage3(self.f, self._f2, self._Q1, self._M1, self._Q2, self._M2, self._beta, self.v1, v2, v3, self.j0,
+        bz_stage3(self.f, self._f2, self._Q1, self._M1, self._Q2, self._M2, self._beta, self.v1, v1, v2, v3, self.j0,
                   self.dv, self.dx, dt, GAM, DELTA, lim, self._fn, self._M3, self._work, self._flag, self._corr)
         self._check("stage 3")
         t4 = time.perf_counter()
