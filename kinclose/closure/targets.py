@@ -114,14 +114,7 @@ def encoder_weight_functions(encoder: Any) -> WeightFunctions:
 
     M = int(encoder.M)
     if isinstance(encoder, LearnedEncoder):
-        net = encoder.net
-        xi_max = float(encoder.grid.xi_max)
-
-        def fn(x):
-            out = net((x / xi_max)[..., None])
-            return out[..., :M], out[..., M:]
-
-        return WeightFunctions(fn, M)
+        return WeightFunctions(encoder.weights_at, M)
     if isinstance(encoder, HermiteEncoder):
         terms = hermite_terms(M, encoder.basis)
         nmax = max(n for n, _ in terms)

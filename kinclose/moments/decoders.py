@@ -180,6 +180,7 @@ class MomentAutoencoder(nn.Module):
     decoder_hidden : hidden widths of the decoder MLP.
     hermite_basis : "orders" or "graded" (``shape.hermite_terms``; ignored for the learned encoder).
     tau_min : lower bound of the decoded parallel temperature ∫ ξ² ĝ dξ.
+    stress_heat_moments : learned encoder only: W_0, W_1 fixed to 1 + σ/(ρT) and q/(ρT^{3/2}).
     """
 
     def __init__(
@@ -192,6 +193,7 @@ class MomentAutoencoder(nn.Module):
         decoder_hidden: Sequence[int] = (64, 64),
         hermite_basis: str = "orders",
         tau_min: float = 0.02,
+        stress_heat_moments: bool = False,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -200,12 +202,13 @@ class MomentAutoencoder(nn.Module):
             "encoder": str(encoder), "M": int(M), "xi_max": float(xi_max), "n_xi": int(n_xi),
             "encoder_hidden": [int(w) for w in encoder_hidden], "decoder_hidden": [int(w) for w in decoder_hidden],
             "hermite_basis": str(hermite_basis), "tau_min": float(tau_min),
+            "stress_heat_moments": bool(stress_heat_moments),
         }
         self.grid = XiGrid(float(xi_max), int(n_xi))
         self.M = int(M)
         self.encoder: ShapeEncoder
         if encoder == "learned":
-            self.encoder = LearnedEncoder(self.grid, self.M, encoder_hidden)
+            self.encoder = LearnedEncoder(self.grid, self.M, encoder_hidden, bool(stress_heat_moments))
         else:
             self.encoder = HermiteEncoder(self.grid, self.M, hermite_basis)
         self.decoder = ShapeDecoder(self.grid, self.M, decoder_hidden, tau_min)

@@ -65,17 +65,35 @@ class ShapeEncoder(nn.Module):
 
 
 class LearnedEncoder(ShapeEncoder):
-    """W = ∫ [a(ξ) ĝ + b(ξ) ĥ] dξ with a, b MLPs of ξ (outputs M each)."""
+    """W = ∫ [a(ξ) ĝ + b(ξ) ĥ] dξ with a, b MLPs of ξ (outputs M each).
 
-    def __init__(self, grid: XiGrid, M: int, hidden: Sequence[int] = (32, 32)) -> None:
+    With ``stress_heat=True`` the first two moments are fixed to the physical ones, a = (ξ², ξ³/2),
+    b = (0, ξ/2): W_0 = 1 + σ/(ρT), W_1 = q/(ρT^{3/2}), so the flux of U is exact in W and only the
+    remaining M − 2 weights are learned.
+    """
+
+    def __init__(self, grid: XiGrid, M: int, hidden: Sequence[int] = (32, 32), stress_heat: bool = False) -> None:
         super().__init__(grid, M)
         self.hidden = [int(w) for w in hidden]
-        # one network with 2M outputs = (a, b); input scaled to [-1, 1]
-        self.net = mlp(1, self.hidden, 2 * self.M)
+        self.n_fixed = 2 if stress_heat else 0
+        if self.M <= self.n_fixed:
+            raise ValueError(f"stress_heat moments need M >= 3 (2 fixed + learned), got M={self.M}")
+        # one network with 2(M − n_fixed) outputs = (a, b); input scaled to [-1, 1]
+        self.net = mlp(1, self.hidden, 2 * (self.M - self.n_fixed))
+
+    def weights_at(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) at arbitrary points x (...), each (..., M)."""
+        ml = self.M - self.n_fixed
+        out = self.net((x / self.grid.xi_max)[..., None])
+        a, b = out[..., :ml], out[..., ml:]
+        if self.n_fixed:
+            x1 = x[..., None]
+            a = torch.cat([x1**2, 0.5 * x1**3, a], dim=-1)
+            b = torch.cat([torch.zeros_like(x1), 0.5 * x1, b], dim=-1)
+        return a, b
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net((self.xi / self.grid.xi_max)[:, None])
-        return out[:, : self.M], out[:, self.M:]
+        return self.weights_at(self.xi)
 
 
 class HermiteEncoder(ShapeEncoder):

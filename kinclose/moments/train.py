@@ -516,6 +516,7 @@ def build_from_cfg(stage: Any):
         encoder=str(stage.model), M=int(stage.M), xi_max=float(stage.xi_max), n_xi=int(stage.n_xi),
         encoder_hidden=list(stage.encoder_hidden), decoder_hidden=list(stage.decoder_hidden),
         hermite_basis=str(stage.hermite_basis), tau_min=float(stage.tau_min),
+        stress_heat_moments=bool(stage.get("stress_heat_moments", False)),
     )
 
 
