@@ -29,12 +29,11 @@ Discretisation
   points; it doubles the collision cost. Without it a uniform Maxwellian drifts at the rate of the
   spectral operator's equilibrium error |Q(M)| (see tests/validation/test_boltzmann_dvm.py).
 
-Cost (measured on the shared 2-core machine, hard spheres, n_dirs=25 i.e. 25 directions on the
-half sphere): one Q evaluation ≈ 2 ms per cell at N = 16, ≈ 6 ms at N = 24, ≈ 15 ms at N = 32; a
-step costs 2 Q per cell (4 with ``equilibrium_preserving``) — the transport kernel is negligible.
-A Mach 5.5 hard-sphere shock needs a box covering u1 = 7.1 (T1 = 1) and u2 = 1.8 (T2 ≈ 9.7 with
-overshoot margin), i.e. L ≈ 21 and, for Δv ≲ 0.9√T1 upstream, N ≳ 48: see the report of issue 9
-(``steady_shock_boltzmann`` docstring) for the extrapolated wall time.
+Cost (measured on the shared, loaded 2-core machine, hard spheres, n_dirs = 25 directions on the
+half sphere): one Q evaluation per cell ≈ 1.3 ms at N = 16, 2.2 ms at N = 20, 9.5 ms at N = 32,
+66 ms at N = 48; a step costs 3 Q per cell with ``equilibrium_preserving`` (default), 2 without;
+the numba transport/relaxation kernels are ≈ 5 % of the time. Mach 1.5 shock (N = 20, nx = 40,
+Δx = λ1/2, 450 steps to residual 2e-4): 129 s. Mach 5.5: see :func:`steady_shock_boltzmann`.
 
 Chu reduction of the output: ``reduced()`` returns g = Σ f Δv2Δv3 and h = Σ (v2² + v3²) f Δv2Δv3,
 (nx, N), so the labeling schema for (g, h) applies unchanged.
@@ -197,21 +196,36 @@ def _maxwellian_row(m, v1, v2, v3, dv, out, e1, e2, e3, A, b):
                 j += 1
     for a in range(5):
         b[a] = m[a] / dv - b[a]
-    c = _solve5(A, b)
+    A0 = A.copy()
     cmax = 0.0
-    for a in range(5):
-        if not math.isfinite(c[a]):
-            return BAD_VALUE, 0.0
-        cmax = max(cmax, abs(c[a]))
-    j = 0
-    for i1 in range(n):
-        x1 = (v1[i1] - u1) / sT
-        for i2 in range(n):
-            x2 = (v2[i2] - u2) / sT
-            for i3 in range(n):
-                x3 = (v3[i3] - u3) / sT
-                out[j] *= 1.0 + c[0] + c[1] * x1 + c[2] * x2 + c[3] * x3 + c[4] * (x1 * x1 + x2 * x2 + x3 * x3)
-                j += 1
+    # two passes: the second (iterative refinement with the same matrix) removes the O(cond(A) ε)
+    # moment residual of the first, so the moments match to round-off even when aβ ≫ 1 amplifies it
+    for it in range(2):
+        if it == 1:
+            mm = np.empty(5)
+            _moments_row(out, v1, v2, v3, dv, mm)
+            for a in range(5):
+                b[a] = (m[a] - mm[a]) / dv
+                for cc in range(5):
+                    A[a, cc] = A0[a, cc]
+        c = _solve5(A, b)
+        for a in range(5):
+            if not math.isfinite(c[a]):
+                return BAD_VALUE, 0.0
+        if it == 0:
+            for a in range(5):
+                cmax = max(cmax, abs(c[a]))
+        j = 0
+        for i1 in range(n):
+            x1 = (v1[i1] - u1) / sT
+            for i2 in range(n):
+                x2 = (v2[i2] - u2) / sT
+                w12 = coef * e1[i1] * e2[i2]
+                for i3 in range(n):
+                    x3 = (v3[i3] - u3) / sT
+                    out[j] += w12 * e3[i3] * (c[0] + c[1] * x1 + c[2] * x2 + c[3] * x3
+                                              + c[4] * (x1 * x1 + x2 * x2 + x3 * x3))
+                    j += 1
     return OK, cmax
 
 
@@ -804,7 +818,7 @@ def steady_shock_boltzmann(
     x_max: float = 10.0,
     dx: float = 0.25,
     nv: int = 16,
-    v_width: float = 6.0,
+    v_width: float = DEFAULT_WIDTH,
     T_margin: float = 1.0,
     cfl: float = 0.9,
     limiter: str = "mc",
@@ -829,10 +843,13 @@ def steady_shock_boltzmann(
     shock on the same x grid (cheap; it removes most of the transient, the steady state does not
     depend on it), or a tanh step with ``initial="tanh"``.
 
-    Cost (measured, shared 2-core machine, hard spheres, n_dirs = 25): ≈ 2 ms per cell per Q at
-    N = 16, ≈ 6 ms at N = 24; 2 Q per cell and step. A Mach 5.5 shock needs L ≈ 21 (box covering
-    both RH states ± 6√T) and N ≈ 48 so that Δv ≲ 0.9 √T1 upstream; see the issue-9 report for
-    the extrapolated wall time (days on this machine).
+    Resolution rule: the 1e-8 Maxwellian-correction check needs Δv ≲ 0.8 √T1 upstream and the box
+    must cover u ± 6.5 √T of both states. Measured (loaded 2-core machine): Mach 1.5, N = 20
+    (L = 7.9), nx = 40 (Δx = λ1/2, [−12, 8]), tol 2e-4: 450 steps, 129 s, λ1/δ = 0.152 (BGK at the
+    same Δx: 0.190). Mach 5.5 (not run): L ≈ 23 ⇒ N ≈ 58–64; Q ≈ 66 ms per cell at N = 48 ⇒ ≈ 165 ms
+    at N = 64; with Δx = λ1/2 on [−30, 10] (nx = 80), Δt = 0.9 Δx / 25 and t ≈ 50 to steady
+    (≈ 2800 steps), 3 Q per cell and step: ≈ 1.1e5 s ≈ 30 h; at Δx = λ1/4 ≈ 5 days, and ≈ 4 GB
+    of f-sized arrays (N³ = 2.6e5 doubles per cell).
     """
     from kinclose.kinetic.shock import _prolong, steady_shock
     from kinclose.physics import mfp_coefficient

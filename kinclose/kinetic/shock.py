@@ -55,6 +55,13 @@ def steady_shock(
     than ``dx`` (to ``10 tol``), each result prolonged (piecewise-linear, conservative) onto the next
     grid, so the finest grid only removes the small remaining transients.
     """
+    if collision == "boltzmann":  # full Boltzmann operator on an nv³ velocity grid (issue 9 part B)
+        from kinclose.kinetic.boltzmann_dvm import steady_shock_boltzmann
+
+        return steady_shock_boltzmann(states, omega=omega, x_min=x_min, x_max=x_max, dx=dx, nv=nv,
+                                      v_width=v_width, T_margin=T_margin, cfl=cfl, limiter=limiter, tol=tol,
+                                      levels=levels, max_steps=max_steps, check_every=check_every,
+                                      threads=threads, progress=progress)
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     if not (dx > 0.0):

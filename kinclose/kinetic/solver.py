@@ -282,6 +282,11 @@ def run_problem(
     grid with twice the temperature margin and 1.5× the nodes (logged, and recorded in
     ``stats["grid_attempts"]``); then the error is raised.
     """
+    if problem.collision == "boltzmann":  # nv = points per velocity direction (nv³ nodes per cell)
+        from kinclose.kinetic.boltzmann_dvm import run_problem_boltzmann
+
+        return run_problem_boltzmann(problem, n=nv, cfl=cfl, limiter=limiter, v_width=v_width, T_margin=T_margin,
+                                     threads=threads, progress=progress)
     for attempt in range(grid_retries + 1):
         try:
             out = _run_problem_once(problem, nv, cfl, limiter, v_width, T_margin, threads, progress)

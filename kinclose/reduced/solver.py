@@ -6,18 +6,19 @@
 with σ = ρT σ̂(W), q = ρT^{3/2} q̂(W), and G measured in the frame (u_j, T_j) of the updated cell:
 G = ρ [u m(W; δ, τ) + √T k(W; δ, τ)], δ = (u − u_j)/√T_j, τ = √(T/T_j).
 
-One step (Strang): exact relaxation R(Δt/2) → transport by Heun's SSP-RK2 → R(Δt/2), where
-R(s): W ← W_eq + (W − W_eq) e^{−ν s} (exact: U, hence ν = ρ T^{1−ω}/μ_ref, is constant under R).
-One forward-Euler transport stage for cell j:
+One step is ARS(2,2,2) IMEX as in the kinetic solver (transport explicit, relaxation implicit:
+R_a W = (W + aν W_eq)/(1 + aν), ν = ρ T^{1−ω}/μ_ref, exact because collisions leave U unchanged), so
+Δt is independent of ε and the O(ε) Navier–Stokes deviation of W survives the stiff limit.
+One forward-Euler transport operator for cell j:
 
-1. frames Fr_j = (u_j, T_j); MUSCL (minmod) reconstruction of ρ, u, T, W at the faces;
+1. frames Fr_j = (u_j, T_j); MUSCL (MC or minmod limiter) reconstruction of ρ, u, T, W at the faces;
 2. Rusanov fluxes with speed a = max(|u| + ξ_max √T) of the two face states: F̂ for U, and for W
    Ĝ^{(j)} = ½(G_L + G_R) − ½ a (ρ_R m_R − ρ_L m_L), every term in the frame of cell j;
-3. Z_j = ρ_j W_j − Δt/Δx (Ĝ^{(j)}_{j+½} − Ĝ^{(j)}_{j−½}) (moments in the old frame);
-   U_j ← U_j − Δt/Δx (F̂_{j+½} − F̂_{j−½})  (exactly conservative);
+3. Z_j = ρ_j W_j − h/Δx (Ĝ^{(j)}_{j+½} − Ĝ^{(j)}_{j−½}) (moments in the old frame);
+   U_j ← U_j − h/Δx (F̂_{j+½} − F̂_{j−½})  (exactly conservative);
 4. new frame from the new U_j; W_j solves m(W_j; δ', τ') = Z_j/ρ_j (fixed-point iteration),
    δ' = (u'_j − u_j)/√T_j, τ' = √(T'_j/T_j).
-Heun's average is formed in the frame of the averaged U the same way.
+Linear combinations of stage states are formed in the frame of the combined U the same way.
 
 Properties: U is conserved to round-off; everything depends on velocity differences only, so a
 constant velocity shift shifts the solution (Galilean invariance); no velocity grid is used.
@@ -35,8 +36,12 @@ from kinclose.physics import PhysicalStateError, check_state, conservative, prim
 from kinclose.reduced.closure import ShapeClosure
 
 
-def _minmod(a: NDArray, b: NDArray) -> NDArray:
-    return np.where(a * b > 0, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
+def _limited_slope(a: NDArray, b: NDArray, limiter: str) -> NDArray:
+    """Limited slope from backward/forward differences a, b: minmod or monotonized central (MC)."""
+    same = a * b > 0
+    if limiter == "minmod":
+        return np.where(same, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
+    return np.where(same, np.sign(a) * np.minimum(np.minimum(2 * np.abs(a), 2 * np.abs(b)), 0.5 * np.abs(a + b)), 0.0)
 
 
 class ReducedSolver:
@@ -49,16 +54,20 @@ class ReducedSolver:
     bc : "periodic" or "reservoir" (``left``/``right`` = (ρ, u, T), equilibrium W).
     cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
     fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
+    limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
     """
 
     def __init__(self, x_left: float, x_right: float, nx: int, closure: ShapeClosure, mu_ref: float,
                  omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
                  left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
-                 fixed_point_iters: int = 2) -> None:
+                 fixed_point_iters: int = 2, limiter: str = "mc") -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
+        if limiter not in ("mc", "minmod"):
+            raise ValueError(f"unknown limiter {limiter!r}; choose 'mc' or 'minmod'")
+        self.limiter = limiter
         if bc == "reservoir" and (left is None or right is None):
             raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
         self.x_left, self.x_right, self.nx = float(x_left), float(x_right), int(nx)
@@ -107,15 +116,16 @@ class ReducedSolver:
             W = W + (Z - m)
         return W
 
-    def _stage(self, U: NDArray, W: NDArray, dt: float) -> tuple[NDArray, NDArray]:
-        """One forward-Euler transport stage (no source)."""
+    def _rates(self, U: NDArray, W: NDArray) -> tuple[NDArray, NDArray]:
+        """Transport rates: dU = −(F̂_{j+½} − F̂_{j−½})/Δx (nx, 3) and dZ = −(Ĝ_{j+½} − Ĝ_{j−½})/Δx
+        (nx, M), the latter measured in the frame of each cell j."""
         nx, M = self.nx, self.M
         rho, u, T = primitive(U)
         prim = np.concatenate([np.stack([rho, u, T], axis=1), W], axis=1)  # (nx, 3 + M)
         gl, gr = self._ghosts()
         P = self._padded(prim, gl, gr)  # (nx + 4, 3 + M)
         d = np.diff(P, axis=0)
-        slope = _minmod(d[:-1], d[1:])  # cells 1 … nx+2
+        slope = _limited_slope(d[:-1], d[1:], self.limiter)  # cells 1 … nx+2
         left_state = P[1:-2] + 0.5 * slope[:-1]  # faces between padded k and k+1, k = 1 … nx+1
         right_state = P[2:-1] - 0.5 * slope[1:]
         # face f (0 … nx) lies between interior cells f−1 and f (periodic/ghost indices outside)
@@ -134,8 +144,14 @@ class ReducedSolver:
         # measured in the frame of cell j: one batched closure call for all four face states
         cells = np.arange(nx)
         G_right, G_left = self._flux_W(left_state, right_state, cell_l, cell_r, u, T, a, cells)
-        Z = rho[:, None] * W - dt / self.dx * (G_right - G_left)
-        U_new = U - dt / self.dx * (Fhat[1:] - Fhat[:-1])
+        return -(Fhat[1:] - Fhat[:-1]) / self.dx, -(G_right - G_left) / self.dx
+
+    def _advance(self, U: NDArray, W: NDArray, dU: NDArray, dZ: NDArray, h: float) -> tuple[NDArray, NDArray]:
+        """Forward-Euler transport over h with given rates: U + h dU, and the new-frame W of ρW + h dZ."""
+        nx = self.nx
+        rho, u, T = primitive(U)
+        Z = rho[:, None] * W + h * dZ
+        U_new = U + h * dU
         rho_n, u_n, T_n = primitive(U_new)
         if np.any(~np.isfinite(U_new)) or np.any(rho_n <= 0) or np.any(T_n <= 0):
             bad = int(np.flatnonzero(~(np.isfinite(rho_n) & (rho_n > 0) & np.isfinite(T_n) & (T_n > 0)))[0])
@@ -181,40 +197,63 @@ class ReducedSolver:
 
         return rusanov(0), rusanov(1)
 
-    def _relax(self, s: float) -> None:
+    def _relax(self, U: NDArray, W: NDArray, a: float) -> NDArray:
+        """Implicit-Euler BGK relaxation W = (W* + aν W_eq)/(1 + aν) in the cell's own frame; U (hence
+        ν = ρ T^{1−ω}/μ_ref) is unchanged by collisions. Implicit Euler rather than the exact exponential:
+        within the IMEX stage it keeps the O(ε) deviation produced by transport (the Navier–Stokes
+        limit), which a split exact relaxation would erase."""
         if math.isinf(self.mu_ref):
-            return
-        rho, u, T = primitive(self.U)
-        nu = rho * T ** (1.0 - self.omega) / self.mu_ref
-        e = np.exp(-nu * s)[:, None]
-        self.W = self.W_eq + (self.W - self.W_eq) * e
+            return W
+        rho, u, T = primitive(U)
+        an = (a * rho * T ** (1.0 - self.omega) / self.mu_ref)[:, None]
+        return (W + an * self.W_eq) / (1.0 + an)
+
+    def _combine(self, parts: list[tuple[float, NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
+        """Σ c_k (U_k, ρ_k W_k) with the moments moved into the frame of the combined U."""
+        U = sum(c * Uk for c, Uk, _ in parts)
+        rho, u, T = primitive(U)
+        if np.any(~np.isfinite(U)) or np.any(rho <= 0) or np.any(T <= 0):
+            bad = int(np.flatnonzero(~(np.isfinite(rho) & (rho > 0) & np.isfinite(T) & (T > 0)))[0])
+            raise PhysicalStateError(f"reduced solution lost positivity at t={self.t:.6g}, cell {bad} "
+                                     f"(x={self.x[bad]:.4g}); lower cfl or check the closure's training range")
+        cells = np.arange(self.nx)
+        Z = 0.0
+        for c, Uk, Wk in parts:
+            rk, uk, Tk = primitive(Uk)
+            m, _ = self.closure.frame(Wk, (uk - u) / np.sqrt(T), np.sqrt(Tk / T), cells)
+            Z = Z + c * rk[:, None] * m
+        return U, Z / rho[:, None]
 
     # ----------------------------------------------------------------- stepping
     def dt_max(self) -> float:
         return self.cfl * self.dx / self.max_speed(self.U)
 
     def step(self, dt: float | None = None) -> None:
-        """R(Δt/2) · Heun transport(Δt) · R(Δt/2)."""
+        """One ARS(2,2,2) IMEX step (transport explicit, BGK relaxation implicit), as the DVM:
+
+        f2 = R_{γΔt}(f + γΔt T(f)),
+        f3 = R_{γΔt}((1 − c) [f + Δt T(f)] + c [f2 + Δt(1−δ)/c T(f2)]),  c = (1 − γ)/γ,
+
+        which is the ARS(2,2,2) final stage written with forward-Euler transport operators; the
+        combination is formed in the frame of the combined U (see :meth:`_combine`).
+        """
         dtm = self.dt_max()
         dt = dtm if dt is None else dt
         if dt > dtm * (1 + 1e-12):
             raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={self.cfl}); lower dt or cfl")
-        self._relax(0.5 * dt)
+        g = 1.0 - 1.0 / math.sqrt(2.0)
+        d = 1.0 - 1.0 / (2.0 * g)
+        c = (1.0 - g) / g
         U0, W0 = self.U, self.W
-        U1, W1 = self._stage(U0, W0, dt)
-        U2, W2 = self._stage(U1, W1, dt)
-        U = 0.5 * (U0 + U2)
-        rho, u, T = primitive(U)
-        # average the moment vectors in the frame of the averaged state
-        cells = np.arange(self.nx)
-        Zs = []
-        for Uk, Wk in ((U0, W0), (U2, W2)):
-            rk, uk, Tk = primitive(Uk)
-            m, _ = self.closure.frame(Wk, (uk - u) / np.sqrt(T), np.sqrt(Tk / T), cells)
-            Zs.append(rk[:, None] * m)
-        self.U = U
-        self.W = 0.5 * (Zs[0] + Zs[1]) / rho[:, None]
-        self._relax(0.5 * dt)
+        dU0, dZ0 = self._rates(U0, W0)
+        U2, W2 = self._advance(U0, W0, dU0, dZ0, g * dt)
+        W2 = self._relax(U2, W2, g * dt)
+        dU2, dZ2 = self._rates(U2, W2)
+        UA, WA = self._advance(U0, W0, dU0, dZ0, dt)
+        UB, WB = self._advance(U2, W2, dU2, dZ2, dt * (1.0 - d) / c)
+        U3, W3 = self._combine([(1.0 - c, UA, WA), (c, UB, WB)])
+        self.U = U3
+        self.W = self._relax(U3, W3, g * dt)
         self.t += dt
         self.steps += 1
 
