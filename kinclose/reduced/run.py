@@ -15,21 +15,26 @@ from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.solver import ReducedSolver
 
 
-def load_closure(closure: ShapeClosure | str | Path) -> ShapeClosure:
-    """A closure object, or the path of a ``closure.pt`` checkpoint (learned / Hermite)."""
+def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None) -> ShapeClosure:
+    """A closure object, the path of a ``closure.pt`` checkpoint (learned / Hermite), or
+    ``pretrained:<name>`` for a closure shipped in :mod:`kinclose.pretrained`. ``xi_max`` overrides
+    the wave-speed bound |λ − u|/√T of the Rusanov flux."""
     if isinstance(closure, (str, Path)):
         from kinclose.closure.learned import LearnedClosure  # torch only here
+        from kinclose.pretrained import resolve
 
-        return LearnedClosure.from_checkpoint(closure)
+        return LearnedClosure.from_checkpoint(resolve(closure), xi_max=xi_max)
+    if xi_max is not None:
+        closure.xi_max = float(xi_max)
     return closure
 
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
-                max_steps: int = 1_000_000) -> Fields:
+                max_steps: int = 1_000_000, xi_max: float | None = None) -> Fields:
     """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``."""
     if problem.collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}")
-    cl = load_closure(closure)
+    cl = load_closure(closure, xi_max)
     left = right = None
     if problem.bc == "reservoir":
         left = (problem.rho[0], problem.u[0], problem.T[0])

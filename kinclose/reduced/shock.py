@@ -22,14 +22,14 @@ from kinclose.shockprofile import ShockProfile, midpoint
 def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float = 0.5,
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
-                  check_every: int = 50) -> ShockProfile:
+                  check_every: int = 50, xi_max: float | None = None) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred)."""
     if collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}")
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     s = states
-    cl = load_closure(closure)
+    cl = load_closure(closure, xi_max)
     nx = int(round((x_max - x_min) / dx))
     mu_ref = 1.0 / mfp_coefficient(omega)
     solver = ReducedSolver(x_min, x_max, nx, cl, mu_ref, omega, "reservoir", cfl,

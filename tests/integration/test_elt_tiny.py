@@ -11,9 +11,9 @@ from kinclose.elt import run_elt
 
 def test_tiny_elt_end_to_end(tmp_path):
     over = ["n_initial=4", "n_candidates=3", "per_iteration_budget=2", "label_budget=2", "max_iterations=2",
-            "n_heldout=2", "explore_samples=2", "cluster.kind=serial", "cluster.threads=1", "device=cpu",
+            "n_heldout=2", "explore_samples=2", "moments.M=3", "moments.xi_max=6.0", "moments.n_xi=48", "cluster.kind=serial", "cluster.threads=1", "device=cpu",
             "dataset.nx=16", "dataset.nv=64", "dataset.v_width=6.5", "dataset.T_margin=1.5", "dataset.t_end=0.02",
-            "dataset.n_snapshots=3", "moments.epochs=2", "+moments.xi_max=6.0", "+moments.n_xi=48",
+            "dataset.n_snapshots=3", "moments.epochs=2",
             "+moments.encoder_hidden=[8]", "+moments.decoder_hidden=[16]", "closure.epochs=3", "+closure.patience=3",
             "+closure.hidden=[16]", "+closure.K=4"]
     with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):

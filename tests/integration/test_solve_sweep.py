@@ -39,7 +39,7 @@ def test_solve_cli_rejects_unknown_option(tmp_path):
 def test_sweep_tiny(tmp_path):
     with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
         cfg = compose(config_name="sweep", overrides=["n_cases=1", "kns=[1e-2,1.0]", "nx=16", "reference_refine=2",
-                                                      "t_end=0.02", "reference_options={nv: 96}",
+                                                      "t_end=0.02", "reference_options={nv: 96}", "~models.mlc", "~models.hermmlc",
                                                       f"out_dir={tmp_path}"])
     table = sweep(cfg)
     assert table["kns"] == [1e-2, 1.0]

@@ -1,0 +1,27 @@
+"""Small trained closures shipped with the package, so benchmarks run without training first.
+
+Each folder holds ``closure.pt`` (self-contained: ensemble, W_eq, training range; loads with
+``torch.load(weights_only=True)``), the ``moments.pt`` it was trained on, both ``metrics.json``
+files and ``train_command.txt`` (how to regenerate it). Refer to one as ``pretrained:<name>``
+wherever a closure path is expected.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+PREFIX = "pretrained:"
+
+
+def resolve(path_or_name: str | Path) -> Path:
+    """``pretrained:<name>`` → the shipped ``closure.pt``; any other value is returned as a Path."""
+    s = str(path_or_name)
+    if not s.startswith(PREFIX):
+        return Path(s)
+    name = s[len(PREFIX):]
+    p = Path(str(files("kinclose.pretrained") / name / "closure.pt"))
+    if not p.exists():
+        avail = sorted(d.name for d in Path(str(files("kinclose.pretrained"))).iterdir() if (d / "closure.pt").exists())
+        raise FileNotFoundError(f"no shipped closure {name!r}; available: {avail}")
+    return p
