@@ -1,123 +1,23 @@
-"""Mach-number shock comparison: kinetic reference vs NSF vs Euler (and later learned closures).
+"""Mach-number shock comparison: kinetic reference vs NSF, Euler, MLC and HermMLC.
 
-    python scripts/compare_shock.py [mach=5.5] [collision=bgk] [models=[dvm,nsf,euler]]
+    python scripts/compare_shock.py [mach=5.5] [collision=bgk] [models=[dvm,nsf,euler,mlc,hermmlc]]
 
 Writes ``results/shock_M<mach>.png`` (five panels: normalized ρ, u, T and σ, q against x/λ1) and
-``results/shock_M<mach>.md`` / ``.json``: relative L2 and L∞ errors of each field against the
-reference on the reference's cells (x aligned at the density mid-point), inverse density
-thickness λ1 max|dρ/dx|/(ρ2 − ρ1), temperature–density separation x_ρ(½) − x_T(½) in λ1, wall time.
-Relative errors: ‖φ − φ_ref‖ / ‖φ_ref − φ1‖ for ρ, u, T (the jump) and ‖φ − φ_ref‖ / ‖φ_ref‖ for σ, q.
+``results/shock_M<mach>.md`` / ``.json`` (see :mod:`kinclose.bench.shock` for the error definitions).
+Config: ``kinclose/conf/compare_shock.yaml``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from importlib.resources import files
-from pathlib import Path
 
 import hydra
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from kinclose.apps.shock import get_shock_solver
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
-from kinclose.physics import rankine_hugoniot
-from kinclose.shockprofile import FIELDS, ShockProfile, center, plot_profiles, profile_metrics
+from kinclose.bench.shock import run
 
 log = logging.getLogger("compare_shock")
-
-
-def field_errors(p: ShockProfile, ref: ShockProfile) -> dict[str, float]:
-    """Relative L2 and L∞ errors of ``p`` interpolated onto the reference cells."""
-    out = {}
-    s = ref.states
-    base = {"rho": s.rho1, "u": s.u1, "T": s.T1, "sigma": 0.0, "q": 0.0}
-    for name in FIELDS:
-        r = getattr(ref, name)
-        v = np.interp(ref.x, p.x, getattr(p, name))
-        d = v - r
-        scale = r - base[name]
-        out[f"{name}_L2"] = float(np.sqrt(np.mean(d**2)) / np.sqrt(np.mean(scale**2)))
-        out[f"{name}_Linf"] = float(np.abs(d).max() / np.abs(scale).max())
-    return out
-
-
-def model_options(cfg: DictConfig, name: str) -> dict:
-    """Defaults of ``conf/model/<name>.yaml`` updated by ``cfg.overrides[name]``."""
-    base = OmegaConf.load(str(files("kinclose.conf") / "model" / f"{name}.yaml"))
-    opts = OmegaConf.to_container(base, resolve=True)
-    extra = cfg.overrides.get(name) if "overrides" in cfg else None
-    if extra:
-        unknown = set(extra) - set(opts)
-        if unknown:
-            raise KeyError(f"unknown option(s) {sorted(unknown)} for model {name}; valid: {sorted(opts)}")
-        opts.update(OmegaConf.to_container(extra, resolve=True))
-    opts.pop("name", None)
-    return opts
-
-
-def run(cfg: DictConfig) -> dict:
-    states = rankine_hugoniot(float(cfg.mach))
-    profiles: dict[str, ShockProfile] = {}
-    rows: dict[str, dict] = {}
-    failures: dict[str, str] = {}
-    for name in cfg.models:
-        t0 = time.perf_counter()
-        try:
-            prof = get_shock_solver(name)(states, collision=str(cfg.collision.name), omega=float(cfg.omega),
-                                          **model_options(cfg, name))
-        except Exception as exc:  # a model that fails is a result: reported in the table, not hidden
-            if name == cfg.reference:
-                raise
-            failures[name] = f"{type(exc).__name__}: {exc}"
-            log.error("%s failed: %s", name, failures[name])
-            continue
-        wall = time.perf_counter() - t0
-        profiles[name] = center(prof)
-        m = profile_metrics(prof)
-        rows[name] = {"inv_density_thickness": m["inv_density_thickness"],
-                      "density_temperature_separation": m["density_temperature_separation"],
-                      "wall_s": wall}
-        log.info("%s: inverse density thickness %.4f, %.2f s", name, m["inv_density_thickness"], wall)
-    ref = profiles[cfg.reference]
-    for name, prof in profiles.items():
-        rows[name].update(field_errors(prof, ref))
-    out_dir = Path(cfg.out_dir)
-    stem = f"shock_M{float(cfg.mach):g}"
-    result = {"mach": float(cfg.mach), "omega": float(cfg.omega), "collision": str(cfg.collision.name),
-              "reference": cfg.reference, "units": "x in upstream mean free paths (VHS), R = rho1 = T1 = 1",
-              "models": rows, "failures": failures}
-    atomic_write_json(out_dir / f"{stem}.json", result)
-    atomic_write_text(out_dir / f"{stem}.md", markdown_table(result))
-    axes = plot_profiles(profiles, xlim=tuple(cfg.xlim))
-    fig = axes[0].figure
-    fig.suptitle(f"Mach {float(cfg.mach):g} normal shock, {cfg.collision.name.upper()}, ω = {float(cfg.omega):g}"
-                 f" (reference: {cfg.reference})", fontsize=9)
-    for name, ax in zip(FIELDS, axes):
-        txt = "\n".join(f"{m}: {rows[m][f'{name}_L2']:.1%}" for m in profiles if m != cfg.reference)
-        ax.text(0.98, 0.5, "rel. L2\n" + txt, transform=ax.transAxes, ha="right", va="center", fontsize=7)
-    fig.tight_layout()
-    atomic_savefig(fig, out_dir / f"{stem}.png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return result
-
-
-def markdown_table(result: dict) -> str:
-    lines = [f"Mach {result['mach']:g} shock, {result['collision']}, ω = {result['omega']:g}; "
-             f"reference {result['reference']}; {result['units']}.", "",
-             "| model | 1/δ_ρ | sep. (λ1) | " + " | ".join(f"{f} L2 / L∞" for f in FIELDS) + " | wall (s) |",
-             "|---" * (4 + len(FIELDS)) + "|"]
-    for name, r in result["models"].items():
-        errs = " | ".join(f"{r[f'{f}_L2']:.2%} / {r[f'{f}_Linf']:.2%}" for f in FIELDS)
-        inv = "jump" if name == "euler" else f"{r['inv_density_thickness']:.4f}"
-        lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} |")
-    for name, msg in result.get("failures", {}).items():
-        lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (2 + len(FIELDS)))
-    return "\n".join(lines) + "\n"
 
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="compare_shock")

@@ -18,6 +18,8 @@ PRIMARY = {
     ("kinclose.conf", "sweep"): [],
     ("kinclose.conf", "label"): ["dataset"],
     ("kinclose.conf", "train"): ["stage"],
+    ("kinclose.conf", "elt"): [],
+    ("kinclose.conf", "pipeline"): [],
     ("kinclose.conf.solve", "config"): ["model"],
 }
 
