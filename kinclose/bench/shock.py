@@ -74,7 +74,8 @@ def run(cfg: DictConfig) -> dict:
         m = profile_metrics(prof)
         rows[name] = {"inv_density_thickness": m["inv_density_thickness"],
                       "density_temperature_separation": m["density_temperature_separation"],
-                      "wall_s": wall}
+                      "wall_s": wall, "converged": bool(m.get("converged", True)),
+                      "residual": m.get("residual")}
         log.info("%s: inverse density thickness %.4f, %.2f s", name, m["inv_density_thickness"], wall)
     ref = profiles[cfg.reference]
     for name, prof in profiles.items():
@@ -104,14 +105,15 @@ def run(cfg: DictConfig) -> dict:
 def markdown_table(result: dict) -> str:
     lines = [f"Mach {result['mach']:g} shock, {result['collision']}, ω = {result['omega']:g}; "
              f"reference {result['reference']}; {result['units']}.", "",
-             "| model | 1/δ_ρ | sep. (λ1) | " + " | ".join(f"{f} L2 / L∞" for f in FIELDS) + " | wall (s) |",
-             "|---" * (4 + len(FIELDS)) + "|"]
+             "| model | 1/δ_ρ | sep. (λ1) | " + " | ".join(f"{f} L2 / L∞" for f in FIELDS) + " | wall (s) | steady |",
+             "|---" * (5 + len(FIELDS)) + "|"]
     for name, r in result["models"].items():
         errs = " | ".join(f"{r[f'{f}_L2']:.2%} / {r[f'{f}_Linf']:.2%}" for f in FIELDS)
         inv = "jump" if name == "euler" else f"{r['inv_density_thickness']:.4f}"
-        lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} |")
+        conv = "yes" if r.get("converged", True) else f"no (residual {r.get('residual', float('nan')):.1e})"
+        lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} | {conv} |")
     for name, msg in result.get("failures", {}).items():
-        lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (2 + len(FIELDS)))
+        lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (3 + len(FIELDS)))
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ def test_tiny_pipeline(tmp_path):
             "elt.dataset.n_snapshots=3", "elt.moments.epochs=2", "elt.moments.M=3", "elt.moments.n_xi=48",
             "elt.closure.epochs=3", "shock.mach=2.0", "shock.models=[dvm,nsf,euler,mlc]",
             "+shock.overrides.dvm.dx=0.25", "+shock.overrides.dvm.nv=48", "+shock.overrides.dvm.levels=1",
-            "+shock.overrides.dvm.x_min=-10.0", "+shock.overrides.dvm.x_max=8.0", "shock.overrides.mlc.dx=0.5",
+            "+shock.overrides.dvm.x_min=-10.0", "+shock.overrides.dvm.x_max=8.0", "+shock.overrides.mlc.dx=0.5",
             "+shock.overrides.mlc.x_min=-10.0", "+shock.overrides.mlc.x_max=8.0", "+shock.overrides.mlc.tol=1.0e-3"]
     env = dict(os.environ, MPLBACKEND="Agg", TQDM_DISABLE="1")
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
