@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--nx", type=int, default=128)
     ap.add_argument("--nv", type=int, default=128)
-    ap.add_argument("--t-end", type=float, default=0.2)
+    ap.add_argument("--t-end", type=float, default=1.0)
     ap.add_argument("--snapshots", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="results/bench_label.json")
