@@ -54,6 +54,7 @@ from kinclose.kinetic import _kernels as K
 from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, NGHOST, OK
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
+from kinclose.kinetic.shock import _march
 from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, SolverDivergedError
 from kinclose.physics import check_state
 
@@ -901,7 +902,8 @@ def steady_shock_boltzmann(
             new.interior[:] = _prolong(solver.interior)
         solver = new
         last = level == levels - 1
-        residual, drift, shifts = _march(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress)
+        residual, drift, shifts = _march(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress,
+                                         shift_cells=_shift_cells)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * solver.nv
         coll_wall += solver.collision_wall_s
@@ -953,54 +955,3 @@ def _shift_cells(solver: BoltzmannDVMSolver, shift: int) -> None:
         inner[:k] = solver._left
 
 
-def _march(solver: BoltzmannDVMSolver, s: Any, tol: float, max_steps: int, check_every: int,
-           progress: bool | None) -> tuple[float, float, int]:
-    """Time-march until the drift-corrected residual is below ``tol``; returns (residual, drift, shifts).
-
-    Same algorithm as ``kinclose.kinetic.shock._march`` (that one shifts the BGK (g, h) rows).
-    """
-    from tqdm.auto import tqdm
-
-    from kinclose.shockprofile import midpoint
-
-    x = solver.x
-    dt = solver.dt_max
-    scale = s.rho1 * s.u1  # λ1 = 1
-    residual = math.inf
-    drift = math.nan
-    shifts = 0
-    rho_prev = solver.fields_array()[:, 0]
-    x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
-    bar = tqdm(total=max_steps, disable=None if progress is None else not progress,
-               desc=f"Boltzmann shock nx={solver.nx}", leave=False)
-    try:
-        while solver.steps < max_steps:
-            for _ in range(check_every):
-                solver.step(dt)
-            bar.update(check_every)
-            rho = solver.fields_array()[:, 0]
-            x0 = midpoint(x, (rho - s.rho1) / (s.rho2 - s.rho1))
-            if not math.isfinite(x0):
-                raise SolverDivergedError(f"shock left the domain at step {solver.steps} (t={solver.t:.4g})")
-            disp = x0 - x0_prev
-            change = rho - rho_prev + disp * np.gradient(rho_prev, x)
-            residual = float(np.max(np.abs(change))) / (check_every * dt * scale)
-            drift = disp / (check_every * dt * s.u1)
-            if not math.isfinite(residual):
-                raise SolverDivergedError(f"shock residual is not finite at step {solver.steps}")
-            log.info("Boltzmann shock nx=%d step %d: residual %.3e", solver.nx, solver.steps, residual)
-            shift = int(round(x0 / solver.dx))
-            if shift != 0:
-                _shift_cells(solver, shift)
-                shifts += 1
-                rho_prev = solver.fields_array()[:, 0]
-                x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
-                continue
-            rho_prev = rho
-            x0_prev = x0
-            bar.set_postfix(residual=f"{residual:.2e}")
-            if residual < tol:
-                break
-    finally:
-        bar.close()
-    return residual, drift, shifts

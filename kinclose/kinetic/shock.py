@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -125,9 +126,13 @@ def steady_shock(
     return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics)
 
 
-def _march(solver: DVMSolver, s: ShockStates, tol: float, max_steps: int, check_every: int,
-           progress: bool | None) -> tuple[float, float, int]:
-    """Time-march until the drift-corrected residual is below ``tol``; returns (residual, drift, shifts)."""
+def _march(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,
+           progress: bool | None, shift_cells: Callable[[Any, int], None] | None = None) -> tuple[float, float, int]:
+    """Time-march until the drift-corrected residual is below ``tol``; returns (residual, drift, shifts).
+
+    ``solver`` needs ``step``, ``fields_array``, ``x``, ``dx``, ``dt_max``, ``nx``, ``steps``, ``t``;
+    ``shift_cells(solver, n)`` re-centres it by whole cells (default: the BGK (g, h) layout).
+    """
     from tqdm.auto import tqdm
 
     x = solver.x
@@ -157,7 +162,7 @@ def _march(solver: DVMSolver, s: ShockStates, tol: float, max_steps: int, check_
                 raise SolverDivergedError(f"shock residual is not finite at step {solver.steps}")
             shift = int(round(x0 / solver.dx))
             if shift != 0:
-                _shift_cells(solver, shift)
+                (shift_cells or _shift_cells)(solver, shift)
                 shifts += 1
                 rho_prev = solver.fields_array()[:, 0]
                 x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
