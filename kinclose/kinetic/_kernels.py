@@ -29,8 +29,10 @@ from numba import njit, prange
 NGHOST = 2
 LIMITERS = {"upwind": 0, "minmod": 1, "vanleer": 2, "mc": 3, "superbee": 4, "fromm": 5}
 
-# numba fastmath without "nnan"/"ninf", so isfinite checks stay meaningful (CONVENTIONS)
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# numba fastmath without "nnan"/"ninf", so isfinite checks stay meaningful (CONVENTIONS), and
+# without "reassoc": vectorised reductions would then depend on the arrays' memory alignment
+# (loop peeling), and identical runs in different processes would differ in the last bits.
+FASTMATH = {"nsz", "arcp", "contract", "afn"}
 
 # error codes written per cell by the relaxation step
 OK, BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE = 0, 1, 2, 3
