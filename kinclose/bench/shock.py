@@ -76,6 +76,10 @@ def run(cfg: DictConfig) -> dict:
                       "density_temperature_separation": m["density_temperature_separation"],
                       "wall_s": wall, "converged": bool(m.get("converged", True)),
                       "residual": m.get("residual")}
+        for key in ("complex_eigenvalue_fraction", "states_with_complex_eigenvalues", "max_characteristic_speed",
+                    "fraction_speed_above_xi_max", "W_out_of_range_fraction"):
+            if key in m:
+                rows[name][key] = m[key]
         log.info("%s: inverse density thickness %.4f, %.2f s", name, m["inv_density_thickness"], wall)
     ref = profiles[cfg.reference]
     for name, prof in profiles.items():
@@ -114,6 +118,14 @@ def markdown_table(result: dict) -> str:
         lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} | {conv} |")
     for name, msg in result.get("failures", {}).items():
         lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (3 + len(FIELDS)))
+    for name, r in result["models"].items():
+        if "complex_eigenvalue_fraction" in r:
+            lines.append("")
+            lines.append(f"{name}: flux-Jacobian eigenvalues over the steady profile: "
+                         f"{r['complex_eigenvalue_fraction']:.1%} complex ({r['states_with_complex_eigenvalues']:.1%} "
+                         f"of the cells have some), largest |λ − u|/√T = {r['max_characteristic_speed']:.2f} "
+                         f"({r['fraction_speed_above_xi_max']:.1%} above the Rusanov bound); states outside the "
+                         f"training range of W: {r.get('W_out_of_range_fraction', float('nan')):.1%}.")
     return "\n".join(lines) + "\n"
 
 

@@ -74,6 +74,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "n_moments": cl.n_moments,
                "W_out_of_range_fraction": _out_of_range(cl, solver.W)}
+    metrics.update(_eigen_diagnostics(cl, solver.U, solver.W))
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
 
 
@@ -83,6 +84,19 @@ def _out_of_range(cl: ShapeClosure, W: np.ndarray) -> float | None:
         return None
     res = check(W)
     return float(res["fraction"]) if isinstance(res, dict) and "fraction" in res else None
+
+
+def _eigen_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict:
+    """Fraction of complex eigenvalues of the closed-flux Jacobian over the profile's cells and the
+    largest characteristic speed |λ − u|/√T (closures that provide the diagnostic only)."""
+    diag = getattr(cl, "flux_jacobian_eigenvalues", None)
+    if diag is None:
+        return {}
+    d = diag(U, W)
+    return {"complex_eigenvalue_fraction": float(d["fraction_complex"]),
+            "states_with_complex_eigenvalues": float(d["fraction_states_complex"]),
+            "max_characteristic_speed": float(d["max_speed"]),
+            "fraction_speed_above_xi_max": float(d["fraction_above_xi_max"])}
 
 
 def _shift(solver: ReducedSolver, shift: int) -> None:
