@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 

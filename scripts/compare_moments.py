@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from kinclose import __version__
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text

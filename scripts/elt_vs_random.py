@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.elt import run_elt

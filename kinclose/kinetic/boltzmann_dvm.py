@@ -55,7 +55,7 @@ from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, N
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
 from kinclose.kinetic.shock import _march
-from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, SolverDivergedError
+from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage
 from kinclose.physics import check_state
 
 log = logging.getLogger(__name__)
@@ -697,43 +697,13 @@ class BoltzmannDVMSolver:
         self.steps += 1
 
     def _check(self, where: str) -> None:
-        bad = np.flatnonzero(self._flag)
-        if bad.size:
-            i = int(bad[0])
-            what = {BAD_DENSITY: "non-positive density", BAD_TEMPERATURE: "non-positive temperature",
-                    BAD_VALUE: "a non-finite value"}[int(self._flag[i])]
-            raise SolverDivergedError(
-                f"Boltzmann DVM solution diverged at t={self.t:.6g} (step {self.steps}, {where}): {what} in cell {i} "
-                f"(x={self.x[i]:.6g}); lower the CFL number or check the initial data"
-            )
-        cmax = float(self._corr.max())
-        if cmax > self.grid_rtol:
-            i = int(np.argmax(self._corr))
-            raise VelocityGridError(
-                f"at t={self.t:.6g} the local Maxwellian of cell {i} (x={self.x[i]:.6g}) needs a relative moment "
-                f"correction {cmax:.2e} > {self.grid_rtol:g} on the velocity box [c-L, c+L]^3 (L={self.L:g}, "
-                f"c={self.center.tolist()}, N={self.n}): the box is too narrow or too coarse for this state; "
-                "widen L or raise n"
-            )
+        check_stage(self, where, "Boltzmann DVM",
+                    f"the velocity box [c-L, c+L]^3 (L={self.L:g}, c={self.center.tolist()}, N={self.n})",
+                    "box is too narrow or too coarse for this state; widen L or raise n")
 
     def run(self, t_end: float, progress: bool | None = None, log_every_s: float = 30.0) -> None:
         """Advance to ``t_end`` (the last step is shortened to land on it)."""
-        if not (t_end >= self.t and math.isfinite(t_end)):
-            raise ValueError(f"t_end={t_end} must be finite and >= current time {self.t}")
-        from tqdm.auto import tqdm
-
-        dtm = self.dt_max
-        nsteps = int(math.ceil((t_end - self.t) / dtm - 1e-9))
-        last_log = time.perf_counter()
-        with tqdm(total=nsteps, disable=None if progress is None else not progress, desc="Boltzmann DVM",
-                  leave=False) as bar:
-            while self.t < t_end - 1e-14 * max(1.0, abs(t_end)):
-                self.step(min(dtm, t_end - self.t))
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_log > log_every_s:
-                    log.info("Boltzmann DVM t=%.4g / %.4g (step %d)", self.t, t_end, self.steps)
-                    last_log = now
+        advance_to(self, t_end, progress, log_every_s, "Boltzmann DVM")
 
     # ------------------------------------------------------------------ output
     def fields_array(self) -> NDArray[np.float64]:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kinclose.kinetic.grid import DEFAULT_WIDTH, VelocityGrid
-from kinclose.kinetic.solver import DVMSolver, SolverDivergedError, updates_per_second
+from kinclose.kinetic.solver import DVMSolver, SolverDivergedError
 from kinclose.physics import ShockStates, mfp_coefficient
 from kinclose.shockprofile import ShockProfile, midpoint
 

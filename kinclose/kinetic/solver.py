@@ -41,6 +41,50 @@ class SolverDivergedError(RuntimeError):
     """The kinetic solution left the physical state space (ρ ≤ 0, T ≤ 0 or non-finite)."""
 
 
+def check_stage(solver: Any, where: str, name: str, grid_text: str, fix: str) -> None:
+    """Raise if the last relaxation stage flagged a cell (``solver._flag``) or needed a Maxwellian
+    correction above ``solver.grid_rtol`` (``solver._corr``); shared by the BGK and Boltzmann DVMs.
+
+    ``name`` names the solver in the message, ``grid_text`` describes its velocity grid and ``fix``
+    says how to widen or refine it.
+    """
+    bad = np.flatnonzero(solver._flag)
+    if bad.size:
+        i = int(bad[0])
+        what = {K.BAD_DENSITY: "non-positive density", K.BAD_TEMPERATURE: "non-positive temperature",
+                K.BAD_VALUE: "a non-finite value"}[int(solver._flag[i])]
+        raise SolverDivergedError(
+            f"{name} solution diverged at t={solver.t:.6g} (step {solver.steps}, {where}): {what} in cell {i} "
+            f"(x={solver.x[i]:.6g}); lower the CFL number or check the initial data"
+        )
+    cmax = float(solver._corr.max())
+    if cmax > solver.grid_rtol:
+        i = int(np.argmax(solver._corr))
+        raise VelocityGridError(
+            f"at t={solver.t:.6g} the local Maxwellian of cell {i} (x={solver.x[i]:.6g}) needs a relative "
+            f"moment correction {cmax:.2e} > {solver.grid_rtol:g} on {grid_text}: the {fix}"
+        )
+
+
+def advance_to(solver: Any, t_end: float, progress: bool | None, log_every_s: float, desc: str) -> None:
+    """Step ``solver`` to ``t_end`` with its maximal step (the last one shortened to land on it)."""
+    if not (t_end >= solver.t and math.isfinite(t_end)):
+        raise ValueError(f"t_end={t_end} must be finite and >= current time {solver.t}")
+    from tqdm.auto import tqdm
+
+    dtm = solver.dt_max
+    nsteps = int(math.ceil((t_end - solver.t) / dtm - 1e-9))
+    last_log = time.perf_counter()
+    with tqdm(total=nsteps, disable=None if progress is None else not progress, desc=desc, leave=False) as bar:
+        while solver.t < t_end - 1e-14 * max(1.0, abs(t_end)):
+            solver.step(min(dtm, t_end - solver.t))
+            bar.update(1)
+            now = time.perf_counter()
+            if now - last_log > log_every_s:
+                log.info("%s t=%.4g / %.4g (step %d)", desc, solver.t, t_end, solver.steps)
+                last_log = now
+
+
 class DVMSolver:
     """Discrete-velocity solver on x ∈ [x_left, x_right) with ``nx`` cells.
 
@@ -189,42 +233,13 @@ class DVMSolver:
         self.steps += 1
 
     def _check(self, where: str) -> None:
-        bad = np.flatnonzero(self._flag)
-        if bad.size:
-            i = int(bad[0])
-            what = {K.BAD_DENSITY: "non-positive density", K.BAD_TEMPERATURE: "non-positive temperature",
-                    K.BAD_VALUE: "a non-finite value"}[int(self._flag[i])]
-            raise SolverDivergedError(
-                f"DVM solution diverged at t={self.t:.6g} (step {self.steps}, {where}): {what} in cell {i} "
-                f"(x={self.x[i]:.6g}); lower the CFL number or check the initial data"
-            )
-        cmax = float(self._corr.max())
-        if cmax > self.grid_rtol:
-            i = int(np.argmax(self._corr))
-            raise VelocityGridError(
-                f"at t={self.t:.6g} the local Maxwellian of cell {i} (x={self.x[i]:.6g}) needs a relative "
-                f"moment correction {cmax:.2e} > {self.grid_rtol:g} on the velocity grid "
-                f"[{self.grid.v_min:.4g}, {self.grid.v_max:.4g}] (nv={self.grid.nv}): the grid is too narrow or "
-                "too coarse for this state; widen v_min/v_max or raise nv"
-            )
+        check_stage(self, where, "DVM",
+                    f"the velocity grid [{self.grid.v_min:.4g}, {self.grid.v_max:.4g}] (nv={self.grid.nv})",
+                    "grid is too narrow or too coarse for this state; widen v_min/v_max or raise nv")
 
     def run(self, t_end: float, progress: bool | None = None, log_every_s: float = 30.0) -> None:
         """Advance to ``t_end`` (the last step is shortened to land on it)."""
-        if not (t_end >= self.t and math.isfinite(t_end)):
-            raise ValueError(f"t_end={t_end} must be finite and >= current time {self.t}")
-        from tqdm.auto import tqdm
-
-        dtm = self.dt_max
-        nsteps = int(math.ceil((t_end - self.t) / dtm - 1e-9))
-        last_log = time.perf_counter()
-        with tqdm(total=nsteps, disable=None if progress is None else not progress, desc="DVM", leave=False) as bar:
-            while self.t < t_end - 1e-14 * max(1.0, abs(t_end)):
-                self.step(min(dtm, t_end - self.t))
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_log > log_every_s:
-                    log.info("DVM t=%.4g / %.4g (step %d)", self.t, t_end, self.steps)
-                    last_log = now
+        advance_to(self, t_end, progress, log_every_s, "DVM")
 
     # ------------------------------------------------------------------ output
     def fields_array(self) -> NDArray[np.float64]:

@@ -16,7 +16,6 @@ for "jump", a smoothed Riemann-like jump; ε is the VHS Knudsen number of kinclo
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 
 from kinclose.problem import Fields, Problem
 from kinclose.reduced.closure import ShapeClosure

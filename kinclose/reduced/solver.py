@@ -119,7 +119,7 @@ class ReducedSolver:
     def _rates(self, U: NDArray, W: NDArray) -> tuple[NDArray, NDArray]:
         """Transport rates: dU = −(F̂_{j+½} − F̂_{j−½})/Δx (nx, 3) and dZ = −(Ĝ_{j+½} − Ĝ_{j−½})/Δx
         (nx, M), the latter measured in the frame of each cell j."""
-        nx, M = self.nx, self.M
+        nx = self.nx
         rho, u, T = primitive(U)
         prim = np.concatenate([np.stack([rho, u, T], axis=1), W], axis=1)  # (nx, 3 + M)
         gl, gr = self._ghosts()
@@ -152,16 +152,22 @@ class ReducedSolver:
         rho, u, T = primitive(U)
         Z = rho[:, None] * W + h * dZ
         U_new = U + h * dU
-        rho_n, u_n, T_n = primitive(U_new)
-        if np.any(~np.isfinite(U_new)) or np.any(rho_n <= 0) or np.any(T_n <= 0):
-            bad = int(np.flatnonzero(~(np.isfinite(rho_n) & (rho_n > 0) & np.isfinite(T_n) & (T_n > 0)))[0])
-            raise PhysicalStateError(
-                f"reduced solution lost positivity at t={self.t:.6g}, cell {bad} (x={self.x[bad]:.4g}): "
-                f"rho={rho_n[bad]:.4g}, T={T_n[bad]:.4g}; lower cfl or check the closure's training range")
+        rho_n, u_n, T_n = self._primitive_checked(U_new)
         delta = (u_n - u) / np.sqrt(T)
         tau = np.sqrt(T_n / T)
         W_new = self._frame_solve(Z / rho_n[:, None], delta, tau, np.arange(nx), W)
         return U_new, W_new
+
+    def _primitive_checked(self, U: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+        """(ρ, u, T) of U (nx, 3); raises if a cell lost positivity or became non-finite (never clips)."""
+        rho, u, T = primitive(U)
+        ok = np.isfinite(rho) & (rho > 0) & np.isfinite(T) & (T > 0) & np.isfinite(u)
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            raise PhysicalStateError(
+                f"reduced solution lost positivity at t={self.t:.6g}, cell {bad} (x={self.x[bad]:.4g}): "
+                f"rho={rho[bad]:.4g}, T={T[bad]:.4g}; lower cfl or check the closure's training range")
+        return rho, u, T
 
     def _flux_U(self, state: NDArray, cells: NDArray) -> tuple[NDArray, NDArray]:
         rho, u, T = state[:, 0], state[:, 1], state[:, 2]
@@ -211,11 +217,7 @@ class ReducedSolver:
     def _combine(self, parts: list[tuple[float, NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
         """Σ c_k (U_k, ρ_k W_k) with the moments moved into the frame of the combined U."""
         U = sum(c * Uk for c, Uk, _ in parts)
-        rho, u, T = primitive(U)
-        if np.any(~np.isfinite(U)) or np.any(rho <= 0) or np.any(T <= 0):
-            bad = int(np.flatnonzero(~(np.isfinite(rho) & (rho > 0) & np.isfinite(T) & (T > 0)))[0])
-            raise PhysicalStateError(f"reduced solution lost positivity at t={self.t:.6g}, cell {bad} "
-                                     f"(x={self.x[bad]:.4g}); lower cfl or check the closure's training range")
+        rho, u, T = self._primitive_checked(U)
         cells = np.arange(self.nx)
         Z = 0.0
         for c, Uk, Wk in parts:
