@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> None:
         c = cells / (n * t_g)  # translation of exactly `cells` cells in t_g
         a, _, _ = run_case(cl, rho, u, T, kn, t_g, n)
         b, _, _ = run_case(cl, rho, u + c, T, kn, t_g, n)
-        fa, fb = a.fields(), b.fields()
+        fa, fb = a.fields_array(), b.fields_array()
         fa_shift = np.roll(fa, cells, axis=0)
         fa_shift[:, 1] += c
         gal[f"nx={n}"] = {"shift": c, **{name: float(np.abs(fa_shift[:, k] - fb[:, k]).max()

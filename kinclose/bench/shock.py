@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kinclose.apps.shock import get_shock_solver
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
-from kinclose.physics import rankine_hugoniot
+from kinclose.physics import ShockStates, rankine_hugoniot
 from kinclose.shockprofile import FIELDS, ShockProfile, center, plot_profiles, profile_metrics
 
 log = logging.getLogger(__name__)
@@ -53,34 +53,51 @@ def model_options(cfg: DictConfig, name: str) -> dict:
     return opts
 
 
+# closure diagnostics of the reduced models (kinclose.reduced.shock), copied into the table when present
+DIAGNOSTIC_KEYS = ("complex_eigenvalue_fraction", "states_with_complex_eigenvalues", "max_characteristic_speed",
+                   "fraction_speed_above_xi_max", "W_out_of_range_fraction")
+
+
+def solve_model(states: ShockStates, name: str, *, collision: str, omega: float,
+                options: dict) -> tuple[ShockProfile, dict]:
+    """Solve one model's steady shock; returns the centred profile and its table row.
+
+    The row holds the inverse density thickness, the temperature–density separation (λ1), the wall
+    time of the solve (s), ``converged``/``residual`` and the closure diagnostics (``DIAGNOSTIC_KEYS``)
+    when the model reports them. Exceptions of the solver propagate.
+    """
+    t0 = time.perf_counter()
+    prof = get_shock_solver(name)(states, collision=collision, omega=omega, **options)
+    wall = time.perf_counter() - t0
+    prof = center(prof)
+    m = profile_metrics(prof)
+    row = {"inv_density_thickness": m["inv_density_thickness"],
+           "density_temperature_separation": m["density_temperature_separation"],
+           "wall_s": wall, "converged": bool(m.get("converged", True)),
+           "residual": m.get("residual")}
+    for key in DIAGNOSTIC_KEYS:
+        if key in m:
+            row[key] = m[key]
+    return prof, row
+
+
 def run(cfg: DictConfig) -> dict:
     states = rankine_hugoniot(float(cfg.mach))
     profiles: dict[str, ShockProfile] = {}
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
     for name in cfg.models:
-        t0 = time.perf_counter()
         try:
-            prof = get_shock_solver(name)(states, collision=str(cfg.collision.name), omega=float(cfg.omega),
-                                          **model_options(cfg, name))
+            profiles[name], rows[name] = solve_model(states, name, collision=str(cfg.collision.name),
+                                                     omega=float(cfg.omega), options=model_options(cfg, name))
         except Exception as exc:  # a model that fails is a result: reported in the table, not hidden
             if name == cfg.reference:
                 raise
             failures[name] = f"{type(exc).__name__}: {exc}"
             log.error("%s failed: %s", name, failures[name])
             continue
-        wall = time.perf_counter() - t0
-        profiles[name] = center(prof)
-        m = profile_metrics(prof)
-        rows[name] = {"inv_density_thickness": m["inv_density_thickness"],
-                      "density_temperature_separation": m["density_temperature_separation"],
-                      "wall_s": wall, "converged": bool(m.get("converged", True)),
-                      "residual": m.get("residual")}
-        for key in ("complex_eigenvalue_fraction", "states_with_complex_eigenvalues", "max_characteristic_speed",
-                    "fraction_speed_above_xi_max", "W_out_of_range_fraction"):
-            if key in m:
-                rows[name][key] = m[key]
-        log.info("%s: inverse density thickness %.4f, %.2f s", name, m["inv_density_thickness"], wall)
+        log.info("%s: inverse density thickness %.4f, %.2f s", name, rows[name]["inv_density_thickness"],
+                 rows[name]["wall_s"])
     ref = profiles[cfg.reference]
     for name, prof in profiles.items():
         rows[name].update(field_errors(prof, ref))

@@ -1,9 +1,11 @@
 """The learned closure as a plug-in of the reduced solver (DESIGN §6; ``kinclose.reduced.closure``).
 
 :class:`LearnedClosure` implements the ``ShapeClosure`` protocol with a trained
-:class:`~kinclose.closure.networks.Ensemble`: NumPy arrays in and out, one batched
-``torch.no_grad`` evaluation per call (the solver calls it once per stage on all faces), the
-ensemble mean as the closure and the ensemble variance for exploration. torch is imported lazily.
+:class:`~kinclose.closure.networks.Ensemble`: NumPy arrays in and out, one batched evaluation of all
+members per call (the solver calls it once per stage on all faces), the ensemble mean as the closure
+and the ensemble variance for exploration. Inference runs through the fused NumPy path of
+:mod:`kinclose.closure.fused` (float32 by default, ``inference="float64"`` or ``"torch"`` for the
+reference paths); torch is imported lazily and used for autograd only.
 
 Diagnostics (reported, never acted upon):
 
@@ -39,17 +41,31 @@ class LearnedClosure:
     meta : checkpoint metadata (``W_range``, ``frames``, hashes …).
     xi_max : bound of |λ − u|/√T for the Rusanov flux (default 4.0; check it against
         ``flux_jacobian_eigenvalues``).
-    batch_size : states per torch call.
+    batch_size : states per network call.
+    inference : "float32" (fused NumPy, default), "float64" (fused NumPy) or "torch" (the
+        float64 module calls, the reference).
     """
 
-    def __init__(self, ensemble: Any, meta: dict | None = None, xi_max: float = 4.0, batch_size: int = 65536) -> None:
+    INFERENCE = ("float32", "float64", "torch")
+
+    def __init__(self, ensemble: Any, meta: dict | None = None, xi_max: float = 4.0, batch_size: int = 65536,
+                 inference: str = "float32") -> None:
         if not (math.isfinite(xi_max) and xi_max > 0):
             raise ValueError(f"xi_max must be positive and finite, got {xi_max!r}")
+        if inference not in self.INFERENCE:
+            raise ValueError(f"unknown inference {inference!r}; choose one of {self.INFERENCE}")
         self.ensemble = ensemble.eval()
         self.meta = dict(meta or {})
         self.n_moments = int(ensemble.M)
         self.xi_max = float(xi_max)
         self.batch_size = int(batch_size)
+        self.inference = inference
+        if inference == "torch":
+            self._net = None
+        else:
+            from kinclose.closure.fused import FusedEnsemble
+
+            self._net = FusedEnsemble(ensemble, inference)
         self._w_eq = ensemble.w_eq.detach().cpu().numpy().astype(float)
         r = self.meta.get("W_range")
         self.w_min = np.asarray(r["min"], dtype=float) if r else None
@@ -81,32 +97,42 @@ class LearnedClosure:
             raise ValueError(f"W must have shape (n, {self.n_moments}), got {W.shape}")
         return W
 
+    def _evaluate(self, W: NDArray, delta: NDArray | None, tau: NDArray | None, what: str,
+                  variance: bool = False) -> list[NDArray | None]:
+        """Batched ensemble outputs: ``what`` = "sh" → [mean, var] (n, 2); "frame" → [m, k, var m, var k]
+        (n, M); the variances are None unless asked for."""
+        n = W.shape[0]
+        outs: list[list[NDArray]] = []
+        for i in range(0, n, self.batch_size):
+            s = slice(i, i + self.batch_size)
+            if self._net is not None:
+                res = (self._net.stress_heat(W[s], variance) if what == "sh" else
+                       self._net.frame(W[s], delta[s], tau[s], variance))
+            else:
+                import torch
+
+                with torch.no_grad():
+                    res = (self.ensemble.stress_heat(self._t(W[s])) if what == "sh" else
+                           self.ensemble.frame(self._t(W[s]), self._t(delta[s]), self._t(tau[s])))
+                n_mean = 1 if what == "sh" else 2
+                res = [r.numpy() if variance or j < n_mean else None for j, r in enumerate(res)]
+            outs.append(list(res))
+        if len(outs) == 1:
+            return outs[0]
+        return [None if outs[0][j] is None else np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+
+    def _frames(self, n: int, delta: NDArray | float, tau: NDArray | float) -> tuple[NDArray, NDArray]:
+        return (np.broadcast_to(np.asarray(delta, dtype=float), (n,)),
+                np.broadcast_to(np.asarray(tau, dtype=float), (n,)))
+
     def stress_heat(self, W: NDArray, cells: NDArray | None = None) -> NDArray:
         """(n, M) → (n, 2): ensemble mean of σ̂ = σ/(ρT), q̂ = q/(ρT^{3/2}); ``cells`` is ignored."""
-        import torch
-
-        W = self._W(W)
-        out = np.empty((W.shape[0], 2))
-        with torch.no_grad():
-            for i in range(0, W.shape[0], self.batch_size):
-                out[i:i + self.batch_size] = self.ensemble.stress_heat(self._t(W[i:i + self.batch_size]))[0].numpy()
-        return out
+        return self._evaluate(self._W(W), None, None, "sh")[0]
 
     def frame(self, W: NDArray, delta: NDArray, tau: NDArray, cells: NDArray | None = None) -> tuple[NDArray, NDArray]:
         """(n, M), (n,), (n,) → ensemble means m, k (n, M); m(W; 0, 1) = W exactly; ``cells`` ignored."""
-        import torch
-
         W = self._W(W)
-        n = W.shape[0]
-        delta = np.broadcast_to(np.asarray(delta, dtype=float), (n,))
-        tau = np.broadcast_to(np.asarray(tau, dtype=float), (n,))
-        m = np.empty_like(W)
-        k = np.empty_like(W)
-        with torch.no_grad():
-            for i in range(0, n, self.batch_size):
-                s = slice(i, i + self.batch_size)
-                mm, kk, _, _ = self.ensemble.frame(self._t(W[s]), self._t(delta[s]), self._t(tau[s]))
-                m[s], k[s] = mm.numpy(), kk.numpy()
+        m, k, _, _ = self._evaluate(W, *self._frames(W.shape[0], delta, tau), "frame")
         return m, k
 
     # ----------------------------------------------------------------- exploration / diagnostics
@@ -115,21 +141,10 @@ class LearnedClosure:
 
         At the default (δ, τ) = (0, 1) the m part is exactly 0 (m = W for every member).
         """
-        import torch
-
         W = self._W(W)
-        n = W.shape[0]
-        delta = np.broadcast_to(np.asarray(delta, dtype=float), (n,))
-        tau = np.broadcast_to(np.asarray(tau, dtype=float), (n,))
-        out = np.empty((n, 2 + 2 * self.n_moments))
-        with torch.no_grad():
-            for i in range(0, n, self.batch_size):
-                s = slice(i, i + self.batch_size)
-                Wt = self._t(W[s])
-                _, shv = self.ensemble.stress_heat(Wt)
-                _, _, mv, kv = self.ensemble.frame(Wt, self._t(delta[s]), self._t(tau[s]))
-                out[s] = torch.cat([shv, mv, kv], dim=1).numpy()
-        return out
+        _, shv = self._evaluate(W, None, None, "sh", variance=True)
+        _, _, mv, kv = self._evaluate(W, *self._frames(W.shape[0], delta, tau), "frame", variance=True)
+        return np.concatenate([shv, mv, kv], axis=1)
 
     def check_range(self, W: NDArray) -> dict[str, Any]:
         """States outside the training box of W (per component [min, max] of the training set).

@@ -54,7 +54,7 @@ from kinclose.kinetic import _kernels as K
 from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, NGHOST, OK
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
-from kinclose.kinetic.shock import _march
+from kinclose.kinetic.shock import march_steady
 from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage
 from kinclose.physics import check_state
 
@@ -822,7 +822,7 @@ def steady_shock_boltzmann(
     (≈ 2800 steps), 3 Q per cell and step: ≈ 1.1e5 s ≈ 30 h; at Δx = λ1/4 ≈ 5 days, and ≈ 4 GB
     of f-sized arrays (N³ = 2.6e5 doubles per cell).
     """
-    from kinclose.kinetic.shock import _prolong, steady_shock
+    from kinclose.kinetic.shock import prolong, steady_shock
     from kinclose.physics import mfp_coefficient
     from kinclose.shockprofile import ShockProfile
 
@@ -869,10 +869,10 @@ def steady_shock_boltzmann(
                 new.set_maxwellian(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w,
                                    s.T1 + (s.T2 - s.T1) * w)
         else:
-            new.interior[:] = _prolong(solver.interior)
+            new.interior[:] = prolong(solver.interior)
         solver = new
         last = level == levels - 1
-        residual, drift, shifts = _march(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress,
+        residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress,
                                          shift_cells=_shift_cells)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * solver.nv

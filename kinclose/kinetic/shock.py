@@ -90,11 +90,11 @@ def steady_shock(
         else:
             # direct copy: the Shakhov target may leave tiny negative tails that set_distribution rejects
             gi, hi = new.interior
-            gi[:] = _prolong(solver.interior[0])
-            hi[:] = _prolong(solver.interior[1])
+            gi[:] = prolong(solver.interior[0])
+            hi[:] = prolong(solver.interior[1])
         solver = new
         last = level == levels - 1
-        residual, drift, shifts = _march(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress)
+        residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * nv
     wall = time.perf_counter() - t0
@@ -126,17 +126,19 @@ def steady_shock(
     return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics)
 
 
-def _march(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,
+def march_steady(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,
            progress: bool | None, shift_cells: Callable[[Any, int], None] | None = None) -> tuple[float, float, int]:
     """Time-march until the drift-corrected residual is below ``tol``; returns (residual, drift, shifts).
 
     ``solver`` needs ``step``, ``fields_array``, ``x``, ``dx``, ``dt_max``, ``nx``, ``steps``, ``t``;
-    ``shift_cells(solver, n)`` re-centres it by whole cells (default: the BGK (g, h) layout).
+    ``dt_max`` is a number (fixed step) or a method (re-evaluated every step, e.g. the reduced model's
+    state-dependent wave speed). ``shift_cells(solver, n)`` re-centres it by whole cells (default: the
+    BGK (g, h) layout).
     """
     from tqdm.auto import tqdm
 
     x = solver.x
-    dt = solver.dt_max
+    dt_of = solver.dt_max if callable(solver.dt_max) else (lambda: solver.dt_max)
     scale = s.rho1 * s.u1  # λ1 = 1
     residual = math.inf
     drift = math.nan
@@ -147,8 +149,11 @@ def _march(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every:
                desc=f"shock nx={solver.nx}", leave=False)
     try:
         while solver.steps < max_steps:
+            elapsed = 0.0
             for _ in range(check_every):
+                dt = dt_of()
                 solver.step(dt)
+                elapsed += dt
             bar.update(check_every)
             rho = solver.fields_array()[:, 0]
             x0 = midpoint(x, (rho - s.rho1) / (s.rho2 - s.rho1))
@@ -156,8 +161,8 @@ def _march(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every:
                 raise SolverDivergedError(f"shock left the domain at step {solver.steps} (t={solver.t:.4g})")
             disp = x0 - x0_prev
             change = rho - rho_prev + disp * np.gradient(rho_prev, x)
-            residual = float(np.max(np.abs(change))) / (check_every * dt * scale)
-            drift = disp / (check_every * dt * s.u1)
+            residual = float(np.max(np.abs(change))) / (elapsed * scale)
+            drift = disp / (elapsed * s.u1)
             if not math.isfinite(residual):
                 raise SolverDivergedError(f"shock residual is not finite at step {solver.steps}")
             shift = int(round(x0 / solver.dx))
@@ -177,7 +182,7 @@ def _march(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every:
     return residual, drift, shifts
 
 
-def _prolong(f: np.ndarray) -> np.ndarray:
+def prolong(f: np.ndarray) -> np.ndarray:
     """(nx, nv) → (2nx, nv): piecewise-linear with minmod slopes; conserves cell sums exactly."""
     d = np.diff(f, axis=0)
     slope = np.zeros_like(f)

@@ -46,7 +46,7 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
         if s.steps >= max_steps:
             raise RuntimeError(f"reduced model needed more than max_steps={max_steps} steps")
         s.step(min(s.dt_max(), problem.t_end - s.t))
-    f = s.fields()
+    f = s.fields_array()
     return Fields(problem.x, f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], s.t,
                   stats={"steps": s.steps, "wall_s": time.perf_counter() - t0,
                          "W_min": s.W.min(0).tolist(), "W_max": s.W.max(0).tolist()})

@@ -7,73 +7,62 @@ profile, whole-cell re-centring, drift-corrected residual max|∂tρ| λ1/(ρ1 u
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
+from kinclose.kinetic.shock import march_steady, prolong
 from kinclose.physics import ShockStates, mfp_coefficient
 from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.run import load_closure
 from kinclose.reduced.solver import ReducedSolver
-from kinclose.shockprofile import ShockProfile, midpoint
+from kinclose.shockprofile import ShockProfile
 
 
 def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float = 0.5,
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
-                  check_every: int = 50, xi_max: float | None = None) -> ShockProfile:
-    """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred)."""
+                  check_every: int = 50, xi_max: float | None = None, levels: int = 3,
+                  progress: bool | None = False) -> ShockProfile:
+    """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
+
+    Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
+    coarser than ``dx``, each result prolonged (piecewise-linear, conservative in U) onto the next;
+    ``max_steps`` bounds the steps of each level.
+    """
     if collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}")
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
     s = states
     cl = load_closure(closure, xi_max)
-    nx = int(round((x_max - x_min) / dx))
     mu_ref = 1.0 / mfp_coefficient(omega)
-    solver = ReducedSolver(x_min, x_max, nx, cl, mu_ref, omega, "reservoir", cfl,
-                           left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2))
-    x = solver.x
-    w = 0.5 * (1.0 + np.tanh(x / 2.0))
-    solver.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
+    nx_coarse = max(8, int(round((x_max - x_min) / (dx * 2 ** (levels - 1)))))
     t0 = time.perf_counter()
-    residual, drift, shifts = math.inf, math.nan, 0
-
-    def rho_of() -> np.ndarray:
-        return solver.U[:, 0].copy()
-
-    rho_prev = rho_of()
-    x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
-    while solver.steps < max_steps:
-        dts = 0.0
-        for _ in range(check_every):
-            dt = solver.dt_max()
-            solver.step(dt)
-            dts += dt
-        rho = rho_of()
-        x0 = midpoint(x, (rho - s.rho1) / (s.rho2 - s.rho1))
-        if not math.isfinite(x0):
-            raise RuntimeError(f"reduced shock left the domain at step {solver.steps}")
-        disp = x0 - x0_prev
-        residual = float(np.max(np.abs(rho - rho_prev + disp * np.gradient(rho_prev, x)))) / (dts * s.rho1 * s.u1)
-        drift = disp / (dts * s.u1)
-        shift = int(round(x0 / solver.dx))
-        if shift != 0:
-            _shift(solver, shift)
-            shifts += 1
-            rho_prev = rho_of()
-            x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
-            continue
-        rho_prev, x0_prev = rho, x0
-        if residual < tol:
-            break
+    solver, level_steps = None, []
+    for level in range(levels):
+        new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
+                            left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2))
+        if solver is None:
+            w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
+            new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
+        else:
+            new.U, new.W = prolong(solver.U), prolong(solver.W)
+        solver = new
+        last = level == levels - 1
+        residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every,
+                                               progress, shift_cells=_shift)
+        level_steps.append(solver.steps)
     wall = time.perf_counter() - t0
-    f = solver.fields()
-    metrics = {"nx": nx, "dx": solver.dx, "cfl": cfl, "steps": solver.steps, "residual": residual, "tol": tol,
+    x = solver.x
+    f = solver.fields_array()
+    metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "levels": levels, "steps": solver.steps,
+               "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
-               "solve_wall_s": wall, "n_moments": cl.n_moments,
-               "W_out_of_range_fraction": _out_of_range(cl, solver.W)}
+               "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),
+               "n_moments": cl.n_moments, "W_out_of_range_fraction": _out_of_range(cl, solver.W)}
     metrics.update(_eigen_diagnostics(cl, solver.U, solver.W))
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
 

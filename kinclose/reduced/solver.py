@@ -140,6 +140,8 @@ class ReducedSolver:
         a = np.maximum(np.abs(left_state[:, 1]) + self.closure.xi_max * np.sqrt(left_state[:, 2]),
                        np.abs(right_state[:, 1]) + self.closure.xi_max * np.sqrt(right_state[:, 2]))
         Fhat = 0.5 * (F_l + F_r) - 0.5 * a[:, None] * (U_r - U_l)
+        if self.bc == "periodic":  # faces 0 and nx are one face: one flux, whatever the closure's rounding
+            Fhat[-1] = Fhat[0]
         # W fluxes through the right face (f = j+1) and the left face (f = j) of every cell j, each
         # measured in the frame of cell j: one batched closure call for all four face states
         cells = np.arange(nx)
@@ -259,8 +261,8 @@ class ReducedSolver:
         self.t += dt
         self.steps += 1
 
-    def fields(self) -> NDArray:
-        """(nx, 5) ρ, u, T, σ, q."""
+    def fields_array(self) -> NDArray:
+        """(nx, 5) ρ, u, T, σ, q (the contract of ``DVMSolver.fields_array``)."""
         rho, u, T = primitive(self.U)
         sh = self.closure.stress_heat(self.W, np.arange(self.nx))
         return np.stack([rho, u, T, rho * T * sh[:, 0], rho * T**1.5 * sh[:, 1]], axis=1)

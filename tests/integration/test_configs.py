@@ -14,7 +14,9 @@ def _options(module: str, group: str) -> list[str]:
 
 PRIMARY = {
     ("kinclose.conf", "shock"): ["model", "collision"],
-    ("kinclose.conf", "compare_shock"): ["collision"],
+    ("kinclose.conf", "bench"): ["collision"],
+    ("kinclose.conf", "mach_sweep"): ["collision"],
+    ("kinclose.conf", "bench_speed"): [],
     ("kinclose.conf", "sweep"): [],
     ("kinclose.conf", "label"): ["dataset"],
     ("kinclose.conf", "train"): ["stage"],

@@ -166,7 +166,7 @@ def test_learned_closure_in_the_reduced_solver(trained) -> None:
     np.testing.assert_allclose(red.U.sum(0), total0, rtol=0, atol=1e-12 * np.abs(total0).max())
     r, _, Tn = primitive(red.U)
     assert np.all(r > 0) and np.all(Tn > 0) and np.all(np.isfinite(red.W))
-    f = red.fields()
+    f = red.fields_array()
     assert np.all(np.isfinite(f)) and np.abs(f[:, 3]).max() > 0  # a non-trivial stress develops
 
 

@@ -23,7 +23,7 @@ def test_shipped_closure_runs_and_conserves(name):
     for _ in range(10):
         s.step()
     np.testing.assert_allclose(s.U.sum(0), U0, rtol=0, atol=1e-12 * np.abs(U0).max())
-    f = s.fields()
+    f = s.fields_array()
     assert np.all(f[:, 0] > 0) and np.all(f[:, 2] > 0) and np.all(np.isfinite(f))
 
 

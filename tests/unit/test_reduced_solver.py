@@ -54,7 +54,7 @@ def test_uniform_state_stays_uniform_and_galilean():
         s.set_state(np.full(16, 1.3), np.full(16, u0), np.full(16, 0.8))
         for _ in range(5):
             s.step()
-        f = s.fields()
+        f = s.fields_array()
         np.testing.assert_allclose(f[:, :3], np.tile([1.3, u0, 0.8], (16, 1)), rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(s.W, np.tile(cl.equilibrium(), (16, 1)), atol=1e-12)
 

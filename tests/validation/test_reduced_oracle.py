@@ -31,7 +31,7 @@ def _oracle_run(nx, kn, t_end=0.1, nv=48):
         red.step(dt)
         dvm.step(dt)
     closure.update(*dvm.interior)
-    fd, fr = dvm.fields_array(), red.fields()
+    fd, fr = dvm.fields_array(), red.fields_array()
     errs = np.array([np.abs(fr[:, i] - fd[:, i]).mean() / np.abs(fd[:, i]).max() for i in range(5)])
     w_err = np.abs(red.W - closure.moments()).mean()
     return errs, w_err, np.abs(red.U.sum(0) - total0).max()

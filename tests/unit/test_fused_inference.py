@@ -1,0 +1,72 @@
+"""Fused NumPy inference of the closure ensemble against the torch modules (the reference)."""
+
+import numpy as np
+import pytest
+import torch
+
+from kinclose.closure.fused import FusedEnsemble
+from kinclose.closure.learned import LearnedClosure
+from kinclose.closure.networks import Ensemble
+
+
+def _ensemble(activation: str, anchor: bool) -> Ensemble:
+    M = 3
+    ens = Ensemble(M, K=3, hidden=[16, 12], activation=activation, anchor=anchor, seed=5)
+    rng = np.random.default_rng(1)
+    ens.set_statistics({"w_mean": rng.normal(size=M), "w_std": 0.5 + rng.random(M), "w_eq": rng.normal(size=M),
+                        "y_mean": rng.normal(size=2), "y_std": 0.5 + rng.random(2), "delta_scale": 0.4,
+                        "logtau_scale": 0.3, "dm_std": 0.5 + rng.random(M), "k_mean": rng.normal(size=M),
+                        "k_std": 0.5 + rng.random(M)})
+    return ens.eval()
+
+
+def _inputs(n: int = 50):
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(n, 3)), 0.3 * rng.normal(size=n), np.exp(0.2 * rng.normal(size=n))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "silu", "gelu", "softplus"])
+@pytest.mark.parametrize("anchor", [True, False])
+def test_fused_matches_torch(activation, anchor):
+    ens = _ensemble(activation, anchor)
+    W, d, tau = _inputs()
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    with torch.no_grad():
+        ref_sh = ens.stress_heat_all(t(W)).numpy()
+        ref_m, ref_k = (a.numpy() for a in ens.frame_all(t(W), t(d), t(tau)))
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        f = FusedEnsemble(ens, dtype)
+        sh = f.stress_heat_all(W)
+        m, k = f.frame_all(W, d, tau)
+        for got, ref in ((sh, ref_sh), (m, ref_m), (k, ref_k)):
+            assert got.shape == ref.shape and got.dtype == np.float64
+            np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max())
+
+
+def test_fused_frame_identity_is_exact_in_float32():
+    f = FusedEnsemble(_ensemble("tanh", True), "float32")
+    W, _, _ = _inputs()
+    m, _ = f.frame_all(W, np.zeros(len(W)), np.ones(len(W)))
+    assert np.array_equal(m, np.broadcast_to(W, m.shape))
+
+
+@pytest.mark.parametrize("inference", ["float32", "float64", "torch"])
+def test_learned_closure_inference_paths_agree(inference):
+    ens = _ensemble("tanh", True)
+    W, d, tau = _inputs(40)
+    ref = LearnedClosure(ens, inference="torch")
+    cl = LearnedClosure(ens, inference=inference, batch_size=7)  # several batches
+    tol = 1e-5 if inference == "float32" else 1e-12
+    for got, want in ((cl.stress_heat(W), ref.stress_heat(W)), (cl.frame(W, d, tau)[0], ref.frame(W, d, tau)[0]),
+                      (cl.frame(W, d, tau)[1], ref.frame(W, d, tau)[1])):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+    v, vr = cl.variance(W, d, tau), ref.variance(W, d, tau)
+    assert v.shape == (40, 2 + 2 * 3)
+    np.testing.assert_allclose(v, vr, rtol=0, atol=1e-4 * np.abs(vr).max())
+
+
+def test_unknown_inference_is_rejected():
+    with pytest.raises(ValueError, match="unknown inference"):
+        LearnedClosure(_ensemble("tanh", True), inference="float16")
+    with pytest.raises(ValueError, match="float32"):
+        FusedEnsemble(_ensemble("tanh", True), "bfloat16")
