@@ -29,6 +29,9 @@ from kinclose.problem import Fields, Problem
 
 log = logging.getLogger(__name__)
 FIELDS = ("rho", "u", "T", "sigma", "q")
+# closure diagnostics of the final states (kinclose.reduced.run.closure_diagnostics), reduced over the cases
+DIAGNOSTICS = {"complex_eigenvalue_fraction": np.mean, "max_characteristic_speed": np.max,
+               "fraction_speed_above_xi_max": np.mean, "W_out_of_range_fraction": np.mean}
 
 
 def make_cases(kn: float, n_cases: int, seed: int, nx: int, t_end: float, kinds: list[str],
@@ -88,6 +91,7 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
         for kn in kns:
             cases = make_cases(kn, n_cases, seed, nx, t_end, kinds)
             acc = {name: {f: [] for f in FIELDS} for name in models}
+            diag = {name: {k: [] for k in DIAGNOSTICS} for name in models}
             wall = {name: 0.0 for name in models}
             rwall = 0.0
             for case in cases:
@@ -110,6 +114,9 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
                     wall[name] += time.perf_counter() - t0
                     for f, e in errors(out, ref).items():
                         acc[name][f].append(e)
+                    for k in DIAGNOSTICS:
+                        if k in out.stats:
+                            diag[name][k].append(float(out.stats[k]))
                 bar.update(1)
             ref_wall.append(rwall / len(cases))
             for name in models:
@@ -117,6 +124,9 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
                 for f in FIELDS:
                     m["errors"][f].append(float(np.mean(acc[name][f])) if acc[name][f] else float("nan"))
                 m["wall_s"].append(wall[name] / len(cases))
+                for k, reduce in DIAGNOSTICS.items():
+                    v = diag[name][k]
+                    m.setdefault("diagnostics", {}).setdefault(k, []).append(float(reduce(v)) if v else float("nan"))
             log.info("kn=%g done", kn)
     table["reference"] = {"model": reference, "wall_s": ref_wall}
     return table
@@ -137,6 +147,19 @@ def markdown(table: dict[str, Any]) -> str:
                  " | ".join(f"{w:.2f}" for w in table["reference"]["wall_s"]) + " |")
     for name, m in table["models"].items():
         lines.append(f"| {name} | " + " | ".join(f"{w:.2f}" for w in m["wall_s"]) + " |")
+    diag = {name: m["diagnostics"] for name, m in table["models"].items()
+            if any(np.isfinite(v).any() for v in m.get("diagnostics", {}).values())}
+    if diag:
+        lines += ["", "Closure diagnostics of the final states (mean over cases; speed: max over cases): fraction "
+                  "of complex eigenvalues of the closed-flux Jacobian / largest |λ − u|/√T / fraction of cells "
+                  "above the Rusanov bound / fraction of cells outside the training range of W.", "",
+                  "| model | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|" + "---|" * len(kns)]
+        for name, d in diag.items():
+            cells = []
+            for i in range(len(kns)):
+                v = [d[k][i] for k in DIAGNOSTICS]
+                cells.append(f"{v[0]:.1%} / {v[1]:.2f} / {v[2]:.1%} / {v[3]:.1%}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if table["failures"]:
         lines += ["", f"{len(table['failures'])} failed runs (see JSON)."]
     return "\n".join(lines) + "\n"

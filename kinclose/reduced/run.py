@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 
 from kinclose.problem import Fields, Problem
 from kinclose.reduced.closure import ShapeClosure
@@ -28,9 +30,29 @@ def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None
     return closure
 
 
+def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[str, Any]:
+    """Reported, never acted upon, for closures that provide them (learned / Hermite): the fraction of
+    states outside the training range of W, the fraction of complex eigenvalues of the closed-flux
+    Jacobian (and of states with any), the largest characteristic speed |λ − u|/√T and the fraction of
+    states whose speed exceeds the Rusanov bound ``xi_max``. U (n, 3), W (n, M)."""
+    out: dict[str, Any] = {}
+    check = getattr(cl, "check_range", None)
+    if check is not None and getattr(cl, "w_min", None) is not None:
+        out["W_out_of_range_fraction"] = float(check(W)["fraction"])
+    eig = getattr(cl, "flux_jacobian_eigenvalues", None)
+    if eig is not None:
+        d = eig(U, W)
+        out.update({"complex_eigenvalue_fraction": float(d["fraction_complex"]),
+                    "states_with_complex_eigenvalues": float(d["fraction_states_complex"]),
+                    "max_characteristic_speed": float(d["max_speed"]),
+                    "fraction_speed_above_xi_max": float(d["fraction_above_xi_max"])})
+    return out
+
+
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
                 max_steps: int = 1_000_000, xi_max: float | None = None) -> Fields:
-    """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``."""
+    """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``; the stats
+    hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state."""
     if problem.collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}")
     cl = load_closure(closure, xi_max)
@@ -46,7 +68,8 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
         if s.steps >= max_steps:
             raise RuntimeError(f"reduced model needed more than max_steps={max_steps} steps")
         s.step(min(s.dt_max(), problem.t_end - s.t))
+    wall = time.perf_counter() - t0
     f = s.fields_array()
     return Fields(problem.x, f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], s.t,
-                  stats={"steps": s.steps, "wall_s": time.perf_counter() - t0,
-                         "W_min": s.W.min(0).tolist(), "W_max": s.W.max(0).tolist()})
+                  stats={"steps": s.steps, "wall_s": wall, "W_min": s.W.min(0).tolist(),
+                         "W_max": s.W.max(0).tolist(), **closure_diagnostics(cl, s.U, s.W)})

@@ -14,7 +14,7 @@ import numpy as np
 from kinclose.kinetic.shock import march_steady, prolong
 from kinclose.physics import ShockStates, mfp_coefficient
 from kinclose.reduced.closure import ShapeClosure
-from kinclose.reduced.run import load_closure
+from kinclose.reduced.run import closure_diagnostics, load_closure
 from kinclose.reduced.solver import ReducedSolver
 from kinclose.shockprofile import ShockProfile
 
@@ -62,30 +62,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),
-               "n_moments": cl.n_moments, "W_out_of_range_fraction": _out_of_range(cl, solver.W)}
-    metrics.update(_eigen_diagnostics(cl, solver.U, solver.W))
+               "n_moments": cl.n_moments, **closure_diagnostics(cl, solver.U, solver.W)}
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
-
-
-def _out_of_range(cl: ShapeClosure, W: np.ndarray) -> float | None:
-    check = getattr(cl, "check_range", None)
-    if check is None:
-        return None
-    res = check(W)
-    return float(res["fraction"]) if isinstance(res, dict) and "fraction" in res else None
-
-
-def _eigen_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict:
-    """Fraction of complex eigenvalues of the closed-flux Jacobian over the profile's cells and the
-    largest characteristic speed |λ − u|/√T (closures that provide the diagnostic only)."""
-    diag = getattr(cl, "flux_jacobian_eigenvalues", None)
-    if diag is None:
-        return {}
-    d = diag(U, W)
-    return {"complex_eigenvalue_fraction": float(d["fraction_complex"]),
-            "states_with_complex_eigenvalues": float(d["fraction_states_complex"]),
-            "max_characteristic_speed": float(d["max_speed"]),
-            "fraction_speed_above_xi_max": float(d["fraction_above_xi_max"])}
 
 
 def _shift(solver: ReducedSolver, shift: int) -> None:

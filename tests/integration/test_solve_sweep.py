@@ -39,7 +39,7 @@ def test_solve_cli_rejects_unknown_option(tmp_path):
 def test_sweep_tiny(tmp_path):
     with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
         cfg = compose(config_name="sweep", overrides=["n_cases=1", "kns=[1e-2,1.0]", "nx=16", "reference_refine=2",
-                                                      "t_end=0.02", "reference_options={nv: 96}", "~models.mlc", "~models.hermmlc",
+                                                      "t_end=0.02", "reference_options={nv: 96}", "~models.hermmlc",
                                                       f"out_dir={tmp_path}"])
     table = sweep(cfg)
     assert table["kns"] == [1e-2, 1.0]
@@ -51,3 +51,10 @@ def test_sweep_tiny(tmp_path):
     assert table["models"]["euler"]["errors"]["sigma"][1] > table["models"]["euler"]["errors"]["sigma"][0]
     for f in ("knudsen_sweep.md", "knudsen_sweep.json", "knudsen_sweep.png"):
         assert (tmp_path / f).exists()
+    # the learned closure reports its eigenvalue / training-range diagnostics per ε; NSF has none
+    d = table["models"]["mlc"]["diagnostics"]
+    assert all(len(d[k]) == 2 for k in ("complex_eigenvalue_fraction", "max_characteristic_speed"))
+    assert all(0.0 <= v <= 1.0 for v in d["complex_eigenvalue_fraction"])
+    assert all(v > 1.0 for v in d["max_characteristic_speed"])  # at least the sound speed
+    assert not any(np.isfinite(v).any() for v in table["models"]["nsf"].get("diagnostics", {}).values())
+    assert "Closure diagnostics" in (tmp_path / "knudsen_sweep.md").read_text()
