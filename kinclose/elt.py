@@ -6,10 +6,12 @@ initial data (waves, jumps, mixtures, shocks; ε log-uniform) per iteration. Eac
 
 1. **explore** — run the reduced model with the current closure ensemble (mean) on the block's
    initial data; score each configuration by the largest ensemble variance of the closure outputs
-   (σ̂, q̂, m, k, normalised by the outputs' training variance) over cells and sampled times; a run
-   that blows up or leaves the training range of W scores ∞;
-2. **select** — the ``budget`` highest scores above ``threshold`` (``selection=variance``) or a
-   random subset of the same size (``selection=random``, the baseline);
+   (σ̂, q̂, m, k, normalised by the outputs' training variance) over cells and sampled times, and
+   flag a run that blows up or leaves the training range of W (it stops there; its score is the
+   variance seen so far);
+2. **select** — flagged configurations first, then the highest scores above ``threshold``, each
+   group ordered by score, up to ``budget`` (``selection=variance``), or a random subset of the
+   same size (``selection=random``, the baseline);
 3. **label** — the kinetic solver labels the selected configurations *from their initial data*
    (the candidates are already small periodic domains, so no windowing is needed) into the one
    dataset directory, on Dask as in ``kinclose.data``;
@@ -47,13 +49,17 @@ FIELDS = ("rho", "u", "T", "sigma", "q")
 
 # ----------------------------------------------------------------------------- selection
 def select_configurations(scores: NDArray, budget: int, threshold: float | None = None,
-                          how: str = "variance", rng: np.random.Generator | None = None) -> list[int]:
+                          how: str = "variance", rng: np.random.Generator | None = None,
+                          flagged: NDArray | None = None) -> list[int]:
     """Indices of the configurations to label.
 
-    ``how="variance"``: the ``budget`` largest scores that exceed ``threshold`` (all if None), in
-    decreasing order; ``how="random"``: ``budget`` indices uniformly at random (``rng`` required).
+    ``how="variance"``: the ``flagged`` configurations (blow-ups, states outside the training range)
+    first, then those whose score exceeds ``threshold`` (all if None), each group in decreasing
+    order of score (NaN counts as ∞), at most ``budget``; ``how="random"``: ``budget`` indices
+    uniformly at random (``rng`` required).
     """
     scores = np.asarray(scores, dtype=float)
+    flagged = np.zeros(scores.size, bool) if flagged is None else np.asarray(flagged, bool)
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     if how == "random":
@@ -63,8 +69,8 @@ def select_configurations(scores: NDArray, budget: int, threshold: float | None 
         return sorted(int(i) for i in rng.choice(scores.size, size=k, replace=False))
     if how != "variance":
         raise ValueError(f"unknown selection {how!r}; choose 'variance' or 'random'")
-    order = np.argsort(-np.where(np.isnan(scores), np.inf, scores), kind="stable")
-    keep = [int(i) for i in order if threshold is None or not (scores[i] <= threshold)]
+    order = np.lexsort((-np.where(np.isnan(scores), np.inf, scores), ~flagged))
+    keep = [int(i) for i in order if flagged[i] or threshold is None or not (scores[i] <= threshold)]
     return keep[:budget]
 
 
@@ -153,26 +159,27 @@ class Loop:
         cm = train_closure(ccfg, d / "closure")
         return {"moments": _scalars(mm), "closure": _scalars(cm)}
 
-    def explore(self, it: int, closure_path: Path) -> NDArray:
-        """Score of each candidate of iteration ``it`` (largest normalised ensemble variance)."""
+    def explore(self, it: int, closure_path: Path) -> tuple[NDArray, NDArray]:
+        """Score (largest normalised ensemble variance) and flag (blow-up or outside the training
+        range) of each candidate of iteration ``it``."""
         from kinclose.closure.learned import LearnedClosure
         from kinclose.data.label import make_tasks
 
         closure = LearnedClosure.from_checkpoint(closure_path)
         tasks = make_tasks(self.pool)
-        scores = []
-        for tid in self.candidates(it):
-            scores.append(explore_score(tasks[tid], closure, n_samples=int(self.cfg.explore_samples)))
-        return np.asarray(scores)
+        res = [explore_score(tasks[tid], closure, n_samples=int(self.cfg.explore_samples))
+               for tid in self.candidates(it)]
+        return np.asarray([r[0] for r in res], dtype=float), np.asarray([r[1] for r in res], dtype=bool)
 
     def evaluate(self, closure_path: Path) -> dict[str, float]:
         return heldout_errors(self.root / "heldout", closure_path)
 
 
-def explore_score(task: Any, closure: Any, n_samples: int = 4) -> float:
-    """Largest ensemble variance (normalised by the training variance of each output, if known)
-    over the cells at ``n_samples`` times of a reduced-model run from the task's initial data.
-    Blow-ups and states outside the training range of W score ∞."""
+def explore_score(task: Any, closure: Any, n_samples: int = 4) -> tuple[float, bool]:
+    """(score, flagged): the largest ensemble variance (normalised by the training variance of each
+    output, if known) over the cells at ``n_samples`` times of a reduced-model run from the task's
+    initial data, and whether the run blew up or left the training range of W (the run stops there;
+    the score is the variance seen so far, so flagged candidates are still ranked by it)."""
     from kinclose.data.initial import evaluate
     from kinclose.data.label import cell_centres
     from kinclose.physics import PhysicalStateError
@@ -195,13 +202,12 @@ def explore_score(task: Any, closure: Any, n_samples: int = 4) -> float:
             if scale is not None:
                 var = var / np.maximum(np.asarray(scale), 1e-300)
             best = max(best, float(np.nanmax(var)))
-            rng_check = closure.check_range(s.W) if hasattr(closure, "check_range") else None
-            if rng_check is not None and rng_check["n_outside"] > 0:
-                return math.inf
-    except (PhysicalStateError, FloatingPointError, ValueError) as exc:
-        log.info("exploration run of task %s failed (%s): score inf", getattr(task, "task_id", "?"), exc)
-        return math.inf
-    return best if np.isfinite(best) else math.inf
+            if getattr(closure, "w_min", None) is not None and closure.check_range(s.W)["n_outside"] > 0:
+                return best, True
+    except (PhysicalStateError, FloatingPointError, ValueError, RuntimeError) as exc:
+        log.info("exploration run of task %s failed (%s): flagged", getattr(task, "task_id", "?"), exc)
+        return best, True
+    return (best, False) if np.isfinite(best) else (math.inf, True)
 
 
 def heldout_errors(heldout_root: Path, closure_path: Path) -> dict[str, float]:
@@ -289,8 +295,9 @@ def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,
                                         "no_improvement" if stale >= int(cfg.patience) else "budget")
             state["stage"] = "explore"
         elif stage == "explore":
-            scores = loop.explore(it, loop.closure_path(it))
-            atomic_write_json(d / "explore.json", {"candidates": loop.candidates(it), "scores": scores.tolist()})
+            scores, flagged = loop.explore(it, loop.closure_path(it))
+            atomic_write_json(d / "explore.json", {"candidates": loop.candidates(it), "scores": scores.tolist(),
+                                                   "flagged": flagged.tolist()})
             _record_wall(state, it, "explore", time.perf_counter() - t0)
             state["stage"] = "select"
         elif stage == "select":
@@ -298,12 +305,14 @@ def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,
             spent = len(state["labeled"]) - int(cfg.n_initial)
             budget = min(int(cfg.per_iteration_budget), budget_total - spent)
             rng = np.random.default_rng([int(cfg.seed), it])
-            idx = select_configurations(np.asarray(ex["scores"], dtype=float), budget,
-                                        cfg.get("threshold"), str(cfg.selection), rng)
-            chosen = [ex["candidates"][i] for i in idx]
             scores = np.asarray(ex["scores"], dtype=float)
+            flagged = np.asarray(ex.get("flagged", ~np.isfinite(scores)), dtype=bool)
+            idx = select_configurations(scores, budget, cfg.get("threshold"), str(cfg.selection), rng, flagged)
+            chosen = [ex["candidates"][i] for i in idx]
+            finite = scores[np.isfinite(scores)]
             atomic_write_json(d / "select.json", {"selected": chosen, "selection": str(cfg.selection),
-                                                  "max_score": float(np.max(scores)) if scores.size else 0.0,
+                                                  "max_score": float(finite.max()) if finite.size else None,
+                                                  "n_flagged": int(flagged.sum()),
                                                   "fraction_selected": len(chosen) / max(1, len(ex["candidates"]))})
             state["stage"] = "label"
         elif stage == "label":
@@ -334,7 +343,8 @@ def write_report(root: Path, state: dict[str, Any]) -> None:
         sel = root / f"iter_{h['iteration']:03d}" / "select.json"
         s = json.loads(sel.read_text()) if sel.exists() else {}
         rows.append({"iteration": h["iteration"], "labeled": h["labeled"], "heldout": h["heldout"],
-                     "max_score": s.get("max_score"), "fraction_selected": s.get("fraction_selected"),
+                     "max_score": s.get("max_score"), "n_flagged": s.get("n_flagged"),
+                     "fraction_selected": s.get("fraction_selected"),
                      "wall_s": h.get("wall_s", {})})
     atomic_write_json(root / "elt_history.json", {"rows": rows, "stop_reason": state.get("stop_reason")})
     if not rows:

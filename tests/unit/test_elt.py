@@ -29,6 +29,15 @@ def test_selection_picks_high_variance_states_of_a_synthetic_ensemble():
     s2 = scores.copy()
     s2[5], s2[6] = math.inf, math.nan
     assert set(select_configurations(s2, budget=2)) == {5, 6}
+    # flagged states (out of the training range) come first, ranked among themselves by variance,
+    # and ignore the threshold
+    flagged = np.zeros(n, bool)
+    flagged[[8, 9, 10]] = True
+    s3 = scores.copy()
+    s3[[8, 9, 10]] = [1e-6, 1e-4, 1e-5]
+    assert select_configurations(s3, budget=2, flagged=flagged) == [9, 10]
+    assert select_configurations(s3, budget=5, threshold=1e-2, flagged=flagged)[:3] == [9, 10, 8]
+    assert set(select_configurations(s3, budget=7, flagged=flagged)[3:]) == {3, 17, 29, 41}
     r = select_configurations(scores, budget=4, how="random", rng=np.random.default_rng(1))
     assert len(r) == 4 and len(set(r)) == 4
 
@@ -60,7 +69,7 @@ class FakeLoop(Loop):
 
     def explore(self, it, closure_path):
         self.calls.append(("explore", it))
-        return np.asarray(self.candidates(it), dtype=float)
+        return np.asarray(self.candidates(it), dtype=float), np.zeros(len(self.candidates(it)), bool)
 
     def evaluate(self, closure_path):
         n = len(load_state(self.root)["labeled"])
