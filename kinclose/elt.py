@@ -111,7 +111,6 @@ class Loop:
         self.heldout = DatasetSpec.from_dict(dict(ds, name="elt-heldout", n_tasks=int(cfg.n_heldout),
                                                   seed=int(cfg.heldout_seed)))
         self.cluster = ClusterSpec.from_dict(OmegaConf.to_container(cfg.cluster, resolve=True))
-        self.rng = np.random.default_rng(int(cfg.seed))
 
     # -- helpers
     def candidates(self, it: int) -> list[int]:
@@ -295,8 +294,13 @@ def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,
                                         "no_improvement" if stale >= int(cfg.patience) else "budget")
             state["stage"] = "explore"
         elif stage == "explore":
-            scores, flagged = loop.explore(it, loop.closure_path(it))
-            atomic_write_json(d / "explore.json", {"candidates": loop.candidates(it), "scores": scores.tolist(),
+            if str(cfg.selection) == "random":  # the baseline ignores scores: skip the exploration runs
+                n = len(loop.candidates(it))
+                scores, flagged = np.full(n, np.nan), np.zeros(n, bool)
+            else:
+                scores, flagged = loop.explore(it, loop.closure_path(it))
+            atomic_write_json(d / "explore.json", {"candidates": loop.candidates(it),
+                                                   "scores": [float(x) if np.isfinite(x) else None for x in scores],
                                                    "flagged": flagged.tolist()})
             _record_wall(state, it, "explore", time.perf_counter() - t0)
             state["stage"] = "select"

@@ -96,6 +96,17 @@ def test_budget_respected_and_history_recorded(tmp_path):
     assert (tmp_path / "elt_history.png").exists()
 
 
+def test_random_baseline_skips_exploration(tmp_path):
+    cfg = _cfg(n_initial=3, n_candidates=5, per_iteration_budget=2, label_budget=4, max_iterations=3,
+               patience=10, selection="random")
+    loop = FakeLoop(cfg, tmp_path)
+    state = run_elt(cfg, tmp_path, loop=loop)
+    assert state["done"] and len(state["labeled"]) == 3 + 4
+    assert not [c for c in loop.calls if c[0] == "explore"]
+    sel = json.loads((tmp_path / "iter_000" / "select.json").read_text())
+    assert sel["selection"] == "random" and len(sel["selected"]) == 2 and sel["max_score"] is None
+
+
 class Killed(Exception):
     pass
 
