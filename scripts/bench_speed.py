@@ -70,6 +70,18 @@ def _closure(spec: str, xi_max: float | None, inference: str) -> TimedClosure:
     return TimedClosure(LearnedClosure.from_checkpoint(resolve(spec), xi_max=xi_max, inference=inference))
 
 
+def _variants(model: str, opts: dict[str, Any], inference: list[str]) -> list[tuple[str, dict, Any]]:
+    """(label, options, timed closure or None): one entry per inference path for a reduced model."""
+    if model not in REDUCED:
+        return [(model, dict(opts), None)]
+    out = []
+    for inf in inference:
+        o = dict(opts)
+        cl = _closure(o.pop("closure"), o.pop("xi_max", None), inf)
+        out.append((f"{model} ({inf})", dict(o, closure=cl), cl))
+    return out
+
+
 def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: TimedClosure | None,
          **extra: Any) -> dict[str, Any]:
     row = {"problem": problem_name, "model": model, "wall_s": wall, "cell_steps": cell_steps,
@@ -90,15 +102,7 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     for model in cfg.shock_models:
         opts = OmegaConf.to_container(OmegaConf.load(str(files("kinclose.conf") / "model" / f"{model}.yaml")))
         opts.pop("name")
-        variants = [(model, None)]
-        if model in REDUCED:
-            variants = [(f"{model} ({inf})", inf) for inf in cfg.inference]
-        for label, inf in variants:
-            o = dict(opts)
-            cl = None
-            if inf is not None:
-                cl = _closure(o.pop("closure"), o.pop("xi_max"), inf)
-                o["closure"] = cl
+        for label, o, cl in _variants(model, opts, cfg.inference):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
@@ -124,15 +128,7 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
         name = f"sweep eps={float(kn):g}"
         for model, opts in cfg.sweep_models.items():
             opts = OmegaConf.to_container(opts, resolve=True)
-            variants = [(model, None)]
-            if model in REDUCED:
-                variants = [(f"{model} ({inf})", inf) for inf in cfg.inference]
-            for label, inf in variants:
-                o = dict(opts)
-                cl = None
-                if inf is not None:
-                    cl = _closure(o.pop("closure"), o.pop("xi_max", None), inf)
-                    o["closure"] = cl
+            for label, o, cl in _variants(model, opts, cfg.inference):
                 if kn == cfg.sweep_kns[0]:  # warm-up (JIT, caches, thread pools), not timed
                     run_model(model, dataclasses.replace(prob, t_end=prob.t_end / 20), **o)
                     if cl is not None:
