@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
+from kinclose.bench.shock import model_options
 from kinclose.io import atomic_write_json
 from kinclose.kinetic.shock import steady_shock
 from kinclose.physics import rankine_hugoniot
@@ -31,9 +31,8 @@ from kinclose.shockprofile import FIELDS, center, profile_metrics
 
 
 def _options(model: str) -> dict:
-    opts = OmegaConf.to_container(OmegaConf.load(str(files("kinclose.conf") / "model" / f"{model}.yaml")))
-    opts.pop("name")
-    return opts
+    """Defaults of ``conf/model/<model>.yaml``."""
+    return model_options(OmegaConf.create({}), model)
 
 
 def reduced_convergence(args: argparse.Namespace) -> None:

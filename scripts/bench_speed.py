@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import os
 import time
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.apps.shock import get_shock_solver
+from kinclose.bench.shock import model_options
 from kinclose.bench.sweep import make_cases, problem
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.models import run_model
@@ -100,20 +100,13 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     name = f"shock M{float(cfg.mach):g}"
     rows = []
     for model in cfg.shock_models:
-        opts = OmegaConf.to_container(OmegaConf.load(str(files("kinclose.conf") / "model" / f"{model}.yaml")))
-        opts.pop("name")
+        opts = model_options(cfg, model)
         for label, o, cl in _variants(model, opts, cfg.inference):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
             m = p.metrics
-            if "cell_steps" in m:
-                cs = int(m["cell_steps"])
-            elif "steps_per_level" in m:  # DVM: levels nx/2^(L-1) … nx
-                L = len(m["steps_per_level"])
-                cs = int(sum(m["nx"] // 2 ** (L - 1 - i) * n for i, n in enumerate(m["steps_per_level"])))
-            else:
-                cs = None
+            cs = int(m["cell_steps"]) if "cell_steps" in m else None  # the NSF shock is an ODE solve
             rows.append(_row(name, label, wall, cs, cl, converged=m.get("converged"), nx=m.get("nx"),
                              nv=m.get("nv")))
     return rows

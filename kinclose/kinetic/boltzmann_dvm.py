@@ -849,7 +849,7 @@ def steady_shock_boltzmann(
     bgk_wall = 0.0
     level_steps = []
     solver = None
-    total_updates = 0
+    total_updates = cell_steps = 0
     coll_wall = 0.0
     for level in range(levels):
         nx = nx_coarse * 2**level
@@ -876,6 +876,7 @@ def steady_shock_boltzmann(
                                          shift_cells=_shift_cells)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * solver.nv
+        cell_steps += solver.steps * nx
         coll_wall += solver.collision_wall_s
     wall = time.perf_counter() - t0
     converged = residual < tol
@@ -909,6 +910,7 @@ def steady_shock_boltzmann(
         "bgk_initial_wall_s": bgk_wall,
         "collision_wall_s": coll_wall,
         "updates_per_s": total_updates / wall,
+        "cell_steps": cell_steps,
     }
     return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics)
 

@@ -77,7 +77,7 @@ def steady_shock(
     mu_ref = 1.0 / mfp_coefficient(omega)  # λ1 = 1 for ρ1 = T1 = 1
 
     t0 = time.perf_counter()
-    total_updates = 0
+    total_updates = cell_steps = 0
     level_steps = []
     solver = None
     for level in range(levels):
@@ -97,6 +97,7 @@ def steady_shock(
         residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * nv
+        cell_steps += solver.steps * nx
     wall = time.perf_counter() - t0
     converged = residual < tol
     if not converged:
@@ -122,6 +123,7 @@ def steady_shock(
         "drift_speed": drift,
         "solve_wall_s": wall,
         "updates_per_s": total_updates / wall,
+        "cell_steps": cell_steps,
     }
     return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics)
 
