@@ -44,6 +44,8 @@ def reduced_convergence(args: argparse.Namespace) -> None:
     dvm["progress"] = False
     ref = center(steady_shock(states, collision=args.collision, omega=args.omega, **dvm))
     opts = _options(args.model)
+    if args.closure:
+        opts["closure"] = args.closure
     grids = []
     for factor in (2.0, 1.0, 0.5):
         o = dict(opts, dx=opts["dx"] * factor, max_steps=int(opts["max_steps"] / min(factor, 1.0)))
@@ -65,6 +67,7 @@ def reduced_convergence(args: argparse.Namespace) -> None:
                                                         ("rho", "u", "T") else 0.0)) ** 2)))
                         for name in FIELDS})
     result = {"mach": args.mach, "collision": args.collision, "omega": args.omega, "model": args.model,
+              "closure": opts.get("closure"),
               "reference": {"model": "dvm", "dx": dvm["dx"], "nv": dvm["nv"]}, "grids": [r for _, r in grids],
               "rel_L2_change_between_grids": changes,
               "note": "errors and changes are relative L2 norms as in kinclose.bench.shock.field_errors "
@@ -80,6 +83,7 @@ def main() -> None:
     ap.add_argument("--collision", default="bgk")
     ap.add_argument("--omega", type=float, default=0.5)
     ap.add_argument("--model", default="dvm", choices=["dvm", "mlc", "hermmlc"])
+    ap.add_argument("--closure", default=None, help="closure.pt of the reduced model (default: its config's)")
     ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parents[1] / "results"))
     args = ap.parse_args()
     if args.model != "dvm":

@@ -3,6 +3,7 @@ on the same problems, measured in one run, with the share of the reduced model's
 network inference, for the fused float32 inference and the torch reference path.
 
     python scripts/bench_speed.py [shock_models=[dvm,nsf,mlc]] [sweep_kns=[1e-3,1e-1,10]]
+    python scripts/bench_speed.py distilled.mlc=PATH/closure.pt   # adds "mlc distilled (float32)" rows
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps) and one held-out Knudsen-sweep case per ε to
@@ -70,8 +71,10 @@ def _closure(spec: str, xi_max: float | None, inference: str) -> TimedClosure:
     return TimedClosure(LearnedClosure.from_checkpoint(resolve(spec), xi_max=xi_max, inference=inference))
 
 
-def _variants(model: str, opts: dict[str, Any], inference: list[str]) -> list[tuple[str, dict, Any]]:
-    """(label, options, timed closure or None): one entry per inference path for a reduced model."""
+def _variants(model: str, opts: dict[str, Any], inference: list[str],
+              distilled: str | None = None) -> list[tuple[str, dict, Any]]:
+    """(label, options, timed closure or None): one entry per inference path for a reduced model, plus
+    "<model> distilled (<first path>)" when ``distilled`` names a distilled closure.pt of it."""
     if model not in REDUCED:
         return [(model, dict(opts), None)]
     out = []
@@ -79,7 +82,16 @@ def _variants(model: str, opts: dict[str, Any], inference: list[str]) -> list[tu
         o = dict(opts)
         cl = _closure(o.pop("closure"), o.pop("xi_max", None), inf)
         out.append((f"{model} ({inf})", dict(o, closure=cl), cl))
+    if distilled:
+        o = dict(opts)
+        o.pop("closure")
+        cl = _closure(str(distilled), o.pop("xi_max", None), inference[0])
+        out.append((f"{model} distilled ({inference[0]})", dict(o, closure=cl), cl))
     return out
+
+
+def _distilled(cfg: DictConfig, model: str) -> str | None:
+    return (cfg.get("distilled") or {}).get(model)
 
 
 def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: TimedClosure | None,
@@ -101,7 +113,7 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = []
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
-        for label, o, cl in _variants(model, opts, cfg.inference):
+        for label, o, cl in _variants(model, opts, cfg.inference, _distilled(cfg, model)):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
@@ -121,7 +133,7 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
         name = f"sweep eps={float(kn):g}"
         for model, opts in cfg.sweep_models.items():
             opts = OmegaConf.to_container(opts, resolve=True)
-            for label, o, cl in _variants(model, opts, cfg.inference):
+            for label, o, cl in _variants(model, opts, cfg.inference, _distilled(cfg, model)):
                 if kn == cfg.sweep_kns[0]:  # warm-up (JIT, caches, thread pools), not timed
                     run_model(model, dataclasses.replace(prob, t_end=prob.t_end / 20), **o)
                     if cl is not None:
@@ -148,15 +160,20 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         ratio = f"{r['wall_s'] / dvm[r['problem']]:.2f}" if r["problem"] in dvm else "—"
         share = f"{100 * r['inference_share']:.0f} %" if "inference_share" in r else "—"
         lines.append(f"| {r['problem']} | {r['model']} | {r['wall_s']:.2f} | {cs} | {us} | {ratio} | {share} |")
-    speedups = []
+    speedups, distilled = [], []
     for prob in dict.fromkeys(r["problem"] for r in rows):
         by = {r["model"]: r["wall_s"] for r in rows if r["problem"] == prob}
         for m in REDUCED:
             if f"{m} (torch)" in by and f"{m} (float32)" in by:
                 speedups.append(f"{prob}: {by[f'{m} (torch)'] / by[f'{m} (float32)']:.2f}×")
+            if f"{m} distilled (float32)" in by and f"{m} (float32)" in by:
+                distilled.append(f"{prob} {m}: {by[f'{m} (float32)'] / by[f'{m} distilled (float32)']:.2f}×")
     if speedups:
         lines += ["", "Fused float32 inference vs the torch float64 path (wall ratio, same problem): "
                   + "; ".join(speedups) + "."]
+    if distilled:
+        lines += ["", "Distilled closure (K = 1, kinclose-train stage=distill) vs the K-member ensemble, both fused "
+                  "float32 (wall ratio, same problem): " + "; ".join(distilled) + "."]
     return "\n".join(lines) + "\n"
 
 

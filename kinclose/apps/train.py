@@ -20,6 +20,8 @@ from omegaconf import DictConfig
 STAGES: dict[str, str] = {
     "moments": "kinclose.moments.train:train_moments",
     "closure": "kinclose.closure.train:train_closure",
+    "source": "kinclose.closure.source:train_source",
+    "distill": "kinclose.closure.distill:train_distill",
 }
 
 

@@ -19,7 +19,8 @@ Diagnostics (reported, never acted upon):
   in a frame (u*, T*) frozen at the state (δ = (u − u*)/√T*, τ = √(T/T*), so δ = 0, τ = 1 and Z = ρW
   there). By default the derivatives of δ and τ with respect to U are included, which is the system
   the solver integrates in the frame of a cell; ``frame_derivatives=False`` holds δ = 0, τ = 1 fixed
-  (Q = (U, ρW)). A = (∂Φ/∂P)(∂Q/∂P)⁻¹ with P = (U, W), by torch autograd.
+  (Q = (U, ρW)). A = (∂Φ/∂P)(∂Q/∂P)⁻¹ with P = (U, W), by torch autograd
+  (:func:`kinclose.closure.hyperbolicity.closed_flux_jacobian`).
 """
 
 from __future__ import annotations
@@ -178,44 +179,17 @@ class LearnedClosure:
         states of max |Re λ − u|/√T (compare with ``xi_max``: larger values break the Rusanov bound)
         and ``fraction_above_xi_max``.
         """
-        import torch
+        from kinclose.closure.hyperbolicity import closed_flux_jacobian
 
         W = self._W(W)
         U = np.asarray(U, dtype=float).reshape(-1, 3)
-        n, M = W.shape
-        P = torch.cat([self._t(U), self._t(W)], dim=1).requires_grad_(True)
-        Ut, Wt = P[:, :3], P[:, 3:]
-        rho = Ut[:, 0]
-        u = Ut[:, 1] / rho
-        T = (2.0 * Ut[:, 2] / rho - u * u) / 3.0
-        if frame_derivatives:
-            u0, T0 = u.detach(), T.detach()
-            delta = (u - u0) / torch.sqrt(T0)
-            tau = torch.sqrt(T / T0)
-        else:
-            delta = torch.zeros(n, dtype=torch.float64)
-            tau = torch.ones(n, dtype=torch.float64)
-        sh, _ = self.ensemble.stress_heat(Wt)
-        m, k, _, _ = self.ensemble.frame(Wt, delta, tau)
-        p = rho * T
-        sig = p * sh[:, 0]
-        q = rho * T ** 1.5 * sh[:, 1]
-        E = Ut[:, 2]
-        flux = torch.cat([torch.stack([rho * u, rho * u * u + p + sig, (E + p + sig) * u + q], 1),
-                          rho[:, None] * (u[:, None] * m + torch.sqrt(T)[:, None] * k)], dim=1)
-        Q = torch.cat([Ut, rho[:, None] * m], dim=1)
-        d = 3 + M
-        JF = np.empty((n, d, d))
-        JQ = np.empty((n, d, d))
-        for i in range(d):
-            gF, = torch.autograd.grad(flux[:, i].sum(), P, retain_graph=True)
-            gQ, = torch.autograd.grad(Q[:, i].sum(), P, retain_graph=True)
-            JF[:, i] = gF.numpy()
-            JQ[:, i] = gQ.numpy()
-        A = np.linalg.solve(JQ.transpose(0, 2, 1), JF.transpose(0, 2, 1)).transpose(0, 2, 1)  # JF JQ^{-1}
+        ens = self.ensemble
+        A = closed_flux_jacobian(lambda w: ens.stress_heat(w)[0], lambda w, d, t: ens.frame(w, d, t)[:2],
+                                 self._t(U), self._t(W), frame_derivatives).detach().numpy()
+        rho = U[:, 0]
+        un = U[:, 1] / rho
+        sT = np.sqrt((2.0 * U[:, 2] / rho - un * un) / 3.0)
         lam = np.linalg.eigvals(A)
-        un = u.detach().numpy()
-        sT = np.sqrt(T.detach().numpy())
         cplx = np.abs(lam.imag) > rtol * np.maximum(np.abs(lam.real), sT[:, None])
         speed = np.abs(lam.real - un[:, None]) / sT[:, None]
         return {"eigenvalues": lam, "fraction_complex": float(cplx.mean()),

@@ -11,7 +11,9 @@ initialization and batch order) with Adam on the standardized squared errors
 
     L = w_sh ‖(ŷ − y)/S_y‖² + w_m ‖(m̂ − m)/S_m‖² + w_k ‖(k̂ − k)/S_k‖²
 
-(S: training-set scales of σ̂/q̂, of the increments m − W and of k), a cosine learning-rate decay and
+(S: training-set scales of σ̂/q̂, of the increments m − W and of k), optionally plus the hyperbolicity
+penalty w_h · mean h(W) of :mod:`kinclose.closure.hyperbolicity` on batch states moved along
+W_eq + s (W − W_eq) (``stage.hyperbolicity``), a cosine learning-rate decay and
 early stopping on the validation loss (the parameters of the best epoch are kept). Train and
 validation sets are split as in the moments stage (held-out shards when there are ≥ 5).
 
@@ -121,19 +123,87 @@ def _batched_loss(member: Any, data: dict, weights, batch: int = 8192) -> float:
     return tot / max(n, 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Hyperbolicity:
+    """Hyperbolicity penalty of the closure loss (:mod:`kinclose.closure.hyperbolicity`).
+
+    weight : w_h of L + w_h mean h(W) (0 disables the term).
+    s_max : speed bound of h (the Rusanov bound ξ_max of the reduced solver).
+    stretch : penalised states W_eq + s (W − W_eq), s ~ U(0, stretch), W from the batch.
+    n_states : penalised states per batch (a random subset of the batch).
+    n_val : fixed validation states of the penalty (added to the early-stopping loss).
+    """
+
+    weight: float = 0.0
+    s_max: float = 4.0
+    stretch: float = 1.5
+    n_states: int = 64
+    n_val: int = 512
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Hyperbolicity":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown stage.hyperbolicity keys {sorted(unknown)}; known: "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**d)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"stage.hyperbolicity.weight={self.weight} must be >= 0")
+        if not (math.isfinite(self.s_max) and self.s_max > 0):
+            raise ValueError(f"stage.hyperbolicity.s_max={self.s_max} must be > 0")
+        if not (math.isfinite(self.stretch) and self.stretch > 0):
+            raise ValueError(f"stage.hyperbolicity.stretch={self.stretch} must be > 0")
+        if self.n_states < 1 or self.n_val < 1:
+            raise ValueError("stage.hyperbolicity.n_states and n_val must be >= 1")
+
+
+def _penalty_states(W: Any, w_eq: Any, hyp: Hyperbolicity, n: int, gen: Any) -> Any:
+    """n states for the penalty: a random subset of the rows of W moved along W_eq + s (W − W_eq)."""
+    import torch
+
+    from kinclose.closure.hyperbolicity import extrapolated_states
+
+    idx = torch.randperm(W.shape[0], generator=gen)[:n].to(W.device)
+    return extrapolated_states(W[idx], w_eq, hyp.stretch, gen)
+
+
 def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: int, lr: float, patience: int,
                weights: tuple[float, float, float], seed: int, lr_final_factor: float = 0.05,
-               weight_decay: float = 0.0, progress: bool | None = None, log_every_s: float = 30.0,
-               name: str = "member") -> dict:
-    """Adam with cosine decay and early stopping; keeps the best validation parameters. Returns the history."""
+               weight_decay: float = 0.0, hyperbolicity: Hyperbolicity | None = None, w_eq: Any = None,
+               progress: bool | None = None, log_every_s: float = 30.0, name: str = "member") -> dict:
+    """Adam with cosine decay and early stopping; keeps the best validation parameters. Returns the history.
+
+    With ``hyperbolicity.weight > 0`` (and ``w_eq``, (M,) tensor) the loss gains w_h · mean h over
+    penalised states of every batch; the validation loss adds the same term on fixed validation states
+    (``val_penalty`` in the history is the unweighted mean h there).
+    """
     import torch
     from tqdm.auto import tqdm
+
+    from kinclose.closure.hyperbolicity import member_penalty
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     params = [p for p in member.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr * lr_final_factor)
-    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [_batched_loss(member, val, weights)]}
+    hyp = hyperbolicity if hyperbolicity is not None and hyperbolicity.weight > 0 else None
+    if hyp is not None and w_eq is None:
+        raise ValueError("the hyperbolicity penalty needs w_eq")
+    W_pen = None if hyp is None else _penalty_states(val["W"], w_eq, hyp, hyp.n_val,
+                                                      torch.Generator().manual_seed(int(seed) + 7919))
+
+    def val_loss() -> tuple[float, float]:
+        data = _batched_loss(member, val, weights)
+        if hyp is None:
+            return data, 0.0
+        pen = float(member_penalty(member, W_pen, hyp.s_max).detach())
+        return data + hyp.weight * pen, pen
+
+    v0, p0 = val_loss()
+    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [v0], "val_penalty": [p0]}
     best = (hist["val_loss"][0], {k: v.detach().clone() for k, v in member.state_dict().items()}, 0)
     n = train["W"].shape[0]
     device = train["W"].device
@@ -146,6 +216,9 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
             idx = perm[i:i + batch_size]
             b = {k: v[idx] for k, v in train.items()}
             loss, _ = member_loss(member, b, weights)
+            if hyp is not None:
+                loss = loss + hyp.weight * member_penalty(member, _penalty_states(b["W"], w_eq, hyp, hyp.n_states, gen),
+                                                          hyp.s_max)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name}: non-finite training loss at epoch {ep}; lower stage.lr={lr}")
             opt.zero_grad(set_to_none=True)
@@ -154,16 +227,17 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
             tot += float(loss.detach()) * idx.numel()
         sched.step()
         member.eval()
-        vl = _batched_loss(member, val, weights)
+        vl, vp = val_loss()
         hist["epoch"].append(ep)
         hist["train_loss"].append(tot / n)
         hist["val_loss"].append(vl)
+        hist["val_penalty"].append(vp)
         if vl < best[0]:
             best = (vl, {k: v.detach().clone() for k, v in member.state_dict().items()}, ep)
         now = time.perf_counter()
         if now - last > log_every_s or ep == epochs:
-            log.info("%s epoch %d/%d: train %.4e, val %.4e (best %.4e at %d)", name, ep, epochs, tot / n, vl, best[0],
-                     best[2])
+            log.info("%s epoch %d/%d: train %.4e, val %.4e (penalty %.3e; best %.4e at %d)", name, ep, epochs,
+                     tot / n, vl, vp, best[0], best[2])
             last = now
         if ep - best[2] >= patience:
             log.info("%s: early stop at epoch %d (best validation loss %.4e at epoch %d)", name, ep, best[0], best[2])
@@ -234,6 +308,29 @@ def errors(pred: dict, t: ClosureTargets) -> dict[str, dict]:
 
 
 # ====================================================================== checkpoints
+def characteristic_speeds(ens: Any, W: NDArray, w_eq: NDArray, xi_max: float, rng: np.random.Generator,
+                          n: int = 1000) -> dict[str, Any]:
+    """Spectrum of the ensemble-mean closed system (:mod:`kinclose.closure.hyperbolicity`) on up to n
+    validation states W and on the same states stretched to W_eq + 1.5 (W − W_eq): fraction of states
+    with complex eigenvalues, 50/99 % quantiles and maximum of max |Re λ̂|, fraction above ``xi_max``,
+    and the sorted λ̂ at W_eq."""
+    from kinclose.closure.learned import LearnedClosure
+
+    cl = LearnedClosure(ens, {}, xi_max, inference="torch")
+    Ws = W[rng.choice(W.shape[0], min(n, W.shape[0]), replace=False)]
+    out: dict[str, Any] = {}
+    for name, X in (("validation", Ws), ("stretched_1.5", w_eq + 1.5 * (Ws - w_eq))):
+        d = cl.flux_jacobian_eigenvalues(np.tile([1.0, 0.0, 1.5], (X.shape[0], 1)), X)
+        sp = np.abs(d["eigenvalues"].real).max(1)
+        out[name] = {"states_complex": d["fraction_states_complex"], "speed_q50": float(np.quantile(sp, 0.5)),
+                     "speed_q99": float(np.quantile(sp, 0.99)), "speed_max": d["max_speed"],
+                     "fraction_above_xi_max": d["fraction_above_xi_max"]}
+    lam = cl.flux_jacobian_eigenvalues(np.array([[1.0, 0.0, 1.5]]), np.asarray(w_eq)[None])["eigenvalues"][0]
+    out["equilibrium"] = np.sort(lam.real).tolist()
+    out["equilibrium_max_imag"] = float(np.abs(lam.imag).max())
+    return out
+
+
 def save_closure_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
     """Atomically write ``closure.pt``; ``meta`` holds JSON-like provenance (hashes, ranges, config)."""
     import torch
@@ -389,15 +486,19 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     ens.to(device)
     dtr, dva = _tensors(tr, device), _tensors(va, device)
     weights = (float(st.loss_weights.sh), float(st.loss_weights.m), float(st.loss_weights.k))
+    hyp = Hyperbolicity.from_dict(st.get("hyperbolicity") or {})
+    w_eq_t = torch.as_tensor(w_eq, dtype=torch.float64, device=device)
     hists = []
     for i, mem in enumerate(ens.members):
         hists.append(fit_member(mem, dtr, dva, epochs=int(st.epochs), batch_size=int(st.batch_size), lr=float(st.lr),
                                 patience=int(st.patience), weights=weights, seed=seed * 1009 + i + 1,
                                 lr_final_factor=float(st.get("lr_final_factor", 0.05)),
-                                weight_decay=float(st.get("weight_decay", 0.0)), name=f"member {i}"))
+                                weight_decay=float(st.get("weight_decay", 0.0)), hyperbolicity=hyp, w_eq=w_eq_t,
+                                name=f"member {i}"))
     ens.to("cpu").eval()
     pred_va, pred_tr = predict(ens, va), predict(ens, tr)
     err_va, err_tr = errors(pred_va, va), errors(pred_tr, tr)
+    spectrum = characteristic_speeds(ens, va.W, w_eq, float(st.xi_max), rng)
     rng_W = w_range(tr.W)
     title = f"closure on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}"
     metrics = {
@@ -407,6 +508,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "moments_dataset_hash": mmeta.get("dataset_hash"),
         "n_train": len(tr), "n_val": len(va), "split": how, "frames": dataclasses.asdict(sampling),
         "identity_defect": id_defect, "W_eq": w_eq.tolist(), "W_range": rng_W,
+        "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum,
         "first_val_loss": [h["val_loss"][0] for h in hists], "best_val_loss": [h["best_val_loss"] for h in hists],
         "best_epoch": [h["best_epoch"] for h in hists],
         "val": err_va, "train": err_tr, "history": hists, "wall_s": time.perf_counter() - t0,
@@ -420,7 +522,8 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
                    "tau_max": sampling.tau_max},
         "xi_max": float(st.xi_max),
         "extra": {"val_sigma_hat_rel_rmse": err_va["all"]["sigma_hat"]["rel_rmse"],
-                  "val_q_hat_rel_rmse": err_va["all"]["q_hat"]["rel_rmse"]},
+                  "val_q_hat_rel_rmse": err_va["all"]["q_hat"]["rel_rmse"],
+                  "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum},
     }
     save_closure_checkpoint(run_dir / CHECKPOINT_NAME, ens, meta)
     metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)

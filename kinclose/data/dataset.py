@@ -24,18 +24,19 @@ from typing import Any, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from kinclose.data.schema import DATASETS, read_manifest, verify_manifest
+from kinclose.data.schema import present_datasets, read_manifest, verify_manifest
 
 SAMPLE_KEYS = ("g", "h", "v", "dv", "U", "fields", "kn", "t", "x")
 
 
 def load_shard(path: str | os.PathLike) -> dict[str, Any]:
     """All arrays of one shard as NumPy float64 plus ``dv`` and the root attributes ``attrs``:
-    x (nx,), v (nv,), t (nt,), g, h (nt, nx, nv), U (nt, nx, 3), fields (nt, nx, 5)."""
+    x (nx,), v (nv,), t (nt,), g, h (nt, nx, nv), U (nt, nx, 3), fields (nt, nx, 5), and the reduced
+    collision terms Qg, Qh (nt, nx, nv) when the shard holds them (Boltzmann labels)."""
     import h5py
 
     with h5py.File(path, "r") as fh:
-        out: dict[str, Any] = {k: fh[k][()] for k in DATASETS}
+        out: dict[str, Any] = {k: fh[k][()] for k in present_datasets(fh)}
         out["dv"] = float(fh["v"].attrs["dv"])
         out["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fh.attrs.items()}
     return out

@@ -17,6 +17,20 @@ margin ``T_margin`` (covers u ± v_width √(T_margin max(T, T_∥))). If the gr
 or too coarse (``VelocityGridError`` at the start or during the run), the task is retried once on
 a grid widened by ``retry_widen`` about its centre and refined to ``retry_refine`` × Δv (so nv grows
 by retry_widen / retry_refine); a second failure raises :class:`LabelError`.
+
+Boltzmann labels (``collision="boltzmann"``)
+--------------------------------------------
+The 1D-3V DVM with the full VHS operator (``kinclose.kinetic.boltzmann_dvm.BoltzmannDVMSolver``,
+fast spectral method), ∂t f + v1 ∂x f = Q(f), on the cubic box [c − L, c + L]³ with N nodes per
+direction; (L, c1) from ``box_for_states`` over u ± v_width √(T_margin max(T, T_∥)) of the initial
+states. Options in ``DatasetSpec.boltzmann`` (:class:`BoltzmannOptions`). The shard stores the
+Chu-reduced g, h (nt, nx, N) on the v1 nodes and the reduced collision terms
+
+    Qg = Σ_{v2,v3} Q(f) Δv2Δv3,    Qh = Σ_{v2,v3} (v2² + v3²) Q(f) Δv2Δv3          (nt, nx, N)
+
+of the solver's own (conservative, projected, and with ``equilibrium_preserving`` the
+Q(f) − Q(M[f])) operator at every snapshot, so ∫Qg, ∫v1 Qg and ∫(v1² Qg + Qh) vanish to round-off.
+Retry grid: L × retry_widen and N × retry_widen / retry_refine (rounded up to even, at most 48).
 """
 
 from __future__ import annotations
@@ -48,6 +62,58 @@ class LabelConfigError(ValueError):
     """Non-physical or inconsistent dataset settings."""
 
 
+COLLISIONS = ("bgk", "shakhov", "boltzmann")
+
+
+@dataclass(frozen=True)
+class BoltzmannOptions:
+    """Velocity grid and operator settings of the Boltzmann labeler (``dataset.boltzmann``).
+
+    Attributes
+    ----------
+    n : velocity points per direction N (even, 4 ≤ N ≤ 48; N³ nodes per cell).
+    n_dirs : directions on the half sphere of the fast spectral operator (rounded up to a Lebedev rule).
+    equilibrium_preserving : use Q(f) − Q(M[f]) (discrete Maxwellians are exact fixed points, 1.5× cost).
+    grid_rtol : largest accepted relative Maxwellian moment correction (grid quality; the BGK labeler
+        uses 1e-8, which an N = 16 box spanning a temperature ratio > 1 cannot meet).
+    tail_tol : largest relative Maxwellian mass outside the box.
+    """
+
+    n: int = 16
+    n_dirs: int = 25
+    equilibrium_preserving: bool = True
+    grid_rtol: float = 1e-3
+    tail_tol: float = 1e-6
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "BoltzmannOptions":
+        d = dict(d or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise LabelConfigError(f"unknown dataset.boltzmann keys {sorted(unknown)}; known keys: {sorted(known)}")
+        o = cls(**d)
+        o.validate()
+        return o
+
+    def validate(self) -> None:
+        from kinclose.kinetic.boltzmann_dvm import N_MAX
+
+        if not (isinstance(self.n, int) and not isinstance(self.n, bool) and 4 <= self.n <= N_MAX and self.n % 2 == 0):
+            raise LabelConfigError(f"dataset.boltzmann.n={self.n!r} must be an even integer in [4, {N_MAX}] "
+                                   "(velocity points per direction; 16 labels in minutes, 32 is 8x slower per cell)")
+        if not (isinstance(self.n_dirs, int) and not isinstance(self.n_dirs, bool) and self.n_dirs >= 1):
+            raise LabelConfigError(f"dataset.boltzmann.n_dirs={self.n_dirs!r} must be an integer >= 1 "
+                                   "(quadrature directions on the half sphere, e.g. 25)")
+        if not isinstance(self.equilibrium_preserving, bool):
+            raise LabelConfigError(f"dataset.boltzmann.equilibrium_preserving={self.equilibrium_preserving!r} "
+                                   "must be true or false")
+        for name in ("grid_rtol", "tail_tol"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and 0.0 < float(val) < 1.0):
+                raise LabelConfigError(f"dataset.boltzmann.{name}={val!r} must lie in (0, 1)")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Everything that defines a dataset (besides the code version); see ``conf/dataset/*.yaml``.
@@ -59,7 +125,9 @@ class DatasetSpec:
     seed : base seed; task seeds derive from it and the task id.
     nx : cells on [x_left, x_right); nv : velocity nodes (before a retry).
     t_end : final time; n_snapshots : snapshots at linspace(0, t_end, n_snapshots).
-    collision : "bgk" or "shakhov"; omega : VHS exponent (μ = μ_ref T^ω).
+    collision : "bgk", "shakhov" or "boltzmann"; omega : VHS exponent (μ = μ_ref T^ω).
+    boltzmann : :class:`BoltzmannOptions` as a dict (used when collision = "boltzmann"; then ``nv``
+        is ignored and the grid has ``boltzmann.n`` nodes per direction).
     cfl, limiter : DVM transport settings.
     v_width, T_margin : grid covers u ± v_width √(T_margin T) of every initial state.
     retry_widen, retry_refine : retry grid (widen bounds, multiply Δv).
@@ -86,6 +154,7 @@ class DatasetSpec:
     retry_refine: float = 0.5
     compression: str | None = None
     ranges: dict[str, Any] = field(default_factory=dict)
+    boltzmann: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
@@ -96,6 +165,9 @@ class DatasetSpec:
         spec = cls(**d)
         spec.validate()
         return spec
+
+    def boltzmann_options(self) -> BoltzmannOptions:
+        return BoltzmannOptions.from_dict(self.boltzmann)
 
     def ic_ranges(self) -> ic.ICRanges:
         return ic.ICRanges.from_dict(dict(self.ranges))
@@ -120,8 +192,9 @@ class DatasetSpec:
             bad(f"dataset.n_snapshots={self.n_snapshots} must be an integer >= 2 (t = 0 and t_end at least)")
         if not self.x_right > self.x_left:
             bad(f"dataset.x_left={self.x_left}, x_right={self.x_right}: need x_right > x_left")
-        if self.collision not in ("bgk", "shakhov"):
-            bad(f"dataset.collision={self.collision!r}: the DVM labeler supports 'bgk' and 'shakhov'")
+        if self.collision not in COLLISIONS:
+            bad(f"dataset.collision={self.collision!r}: the DVM labeler supports "
+                f"{', '.join(repr(c) for c in COLLISIONS)}")
         if not (0.5 <= self.omega <= 1.0):
             bad(f"dataset.omega={self.omega} must lie in [0.5, 1] (VHS exponent: 0.5 hard spheres, 0.81 argon)")
         if not (0.0 < self.cfl <= 1.0):
@@ -135,6 +208,7 @@ class DatasetSpec:
         if self.compression not in (None, "gzip", "lzf"):
             bad(f"dataset.compression={self.compression!r}: choose null, 'gzip' or 'lzf'")
         self.ic_ranges()  # validates the ranges (InitialDataError names the value)
+        self.boltzmann_options()  # validated whatever the collision, so a typo never waits for a switch
 
     def snapshot_times(self) -> list[float]:
         return np.linspace(0.0, self.t_end, self.n_snapshots).tolist()
@@ -164,9 +238,13 @@ class LabelTask:
     retry_refine: float
     compression: str | None = None
     bc: str = "periodic"
+    boltzmann: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["boltzmann"] is None:  # BGK/Shakhov task specs (and their shards' config) stay as before
+            d.pop("boltzmann")
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, s: str) -> "LabelTask":
@@ -194,6 +272,7 @@ def make_tasks(spec: DatasetSpec) -> list[LabelTask]:
             t_end=float(spec.t_end), snapshots=spec.snapshot_times(), cfl=float(spec.cfl), limiter=spec.limiter,
             v_width=float(spec.v_width), T_margin=float(spec.T_margin), retry_widen=float(spec.retry_widen),
             retry_refine=float(spec.retry_refine), compression=spec.compression,
+            boltzmann=asdict(spec.boltzmann_options()) if spec.collision == "boltzmann" else None,
         ))
     return tasks
 
@@ -216,6 +295,135 @@ def task_grid(task: LabelTask, attempt: int = 0) -> VelocityGrid:
     half = 0.5 * (base.v_max - base.v_min) * task.retry_widen
     nv = int(math.ceil(task.nv * task.retry_widen / task.retry_refine - 1e-9))
     return VelocityGrid(c - half, c + half, nv)
+
+
+@dataclass(frozen=True)
+class BoltzmannBox:
+    """Cubic velocity box [c − L, c + L]³ (c = (c1, 0, 0)) with ``n`` nodes per direction."""
+
+    L: float
+    c1: float
+    n: int
+
+    @property
+    def nv(self) -> int:
+        """Velocity nodes per cell (N³), for the update counts."""
+        return self.n ** 3
+
+    @property
+    def dv(self) -> float:
+        """Node spacing per direction (= Δv1 of the stored Chu-reduced g, h)."""
+        return 2.0 * self.L / self.n
+
+    @property
+    def v_min(self) -> float:
+        return self.c1 - self.L
+
+    @property
+    def v_max(self) -> float:
+        return self.c1 + self.L
+
+
+def task_box(task: LabelTask, attempt: int = 0) -> BoltzmannBox:
+    """Boltzmann velocity box of the task; ``attempt`` 1 widens L by retry_widen and raises N by
+    retry_widen / retry_refine (even, at most ``N_MAX``)."""
+    from kinclose.kinetic.boltzmann_dvm import N_MAX, box_for_states
+
+    opts = BoltzmannOptions.from_dict(task.boltzmann)
+    x = cell_centres(task.x_left, task.x_right, task.nx)
+    _, u, T, aniso = ic.evaluate(task.ic, x)
+    T_par, _ = ic.parallel_perpendicular(T, aniso)
+    L, c1 = box_for_states(u, np.maximum(T, T_par) * task.T_margin, task.v_width)
+    if attempt == 0:
+        return BoltzmannBox(float(L), float(c1), opts.n)
+    n = min(N_MAX, 2 * int(math.ceil(0.5 * opts.n * task.retry_widen / task.retry_refine - 1e-9)))
+    return BoltzmannBox(float(L) * task.retry_widen, float(c1), n)
+
+
+def reduced_collision_terms(solver: Any) -> tuple[NDArray, NDArray]:
+    """Chu-reduced collision terms of a :class:`~kinclose.kinetic.boltzmann_dvm.BoltzmannDVMSolver`'s
+    current state, computed as its time step does (conservative projection, and Q(f) − Q(M[f]) with its
+    conservative discrete Maxwellian M[f] when ``equilibrium_preserving``):
+
+        Qg = Σ_{v2,v3} Q(f) Δv2Δv3,   Qh = Σ_{v2,v3} (v2² + v3²) Q(f) Δv2Δv3,   each (nx, N).
+
+    Free streaming (μ_ref = inf) gives zeros.
+    """
+    from kinclose.kinetic import _kernels as K
+    from kinclose.kinetic.boltzmann_dvm import maxwellian_cells, reduce_cells
+
+    nx, N, nv = solver.nx, solver.n, solver.nv
+    Qg = np.zeros((nx, N))
+    Qh = np.zeros((nx, N))
+    if solver.op is None:
+        return Qg, Qh
+    f = solver.interior
+    M = np.empty((nx, nv))
+    flag = np.zeros(nx, dtype=np.int64)
+    corr = np.zeros(nx)
+    if solver.equilibrium_preserving:
+        maxwellian_cells(solver.f, *solver.v1d, solver.dv, M, flag, corr)
+        if np.any(flag):
+            raise LabelError(f"invalid cell state(s) while computing the collision term: codes {flag.tolist()}")
+    Qp = K.empty_padded(nx, nv)  # reduce_cells reads the interior rows of a padded array
+    op = solver.op
+    for i in range(nx):
+        fi = f[i].reshape(N, N, N)
+        gain, nu = op.gain_loss(fi)
+        q = gain - nu * fi
+        if solver.equilibrium_preserving:
+            Mi = M[i].reshape(N, N, N)
+            gm, num = op.gain_loss(Mi)
+            q -= gm - num * Mi
+        op.project(q)
+        Qp[K.NGHOST + i] = q.reshape(-1)
+    reduce_cells(Qp, solver.v1d[1], solver.v1d[2], solver.h * solver.h, Qg, Qh)
+    return Qg, Qh
+
+
+def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """Run the Boltzmann DVM for one task in ``box``; return the shard arrays (with Qg, Qh) and stats.
+
+    Raises ``VelocityGridError`` when the box cannot represent a state, ``SolverDivergedError``
+    when the solution leaves the physical state space.
+    """
+    from kinclose.kinetic.boltzmann_dvm import BoltzmannDVMSolver
+    from kinclose.kinetic.moments import conserved
+
+    opts = BoltzmannOptions.from_dict(task.boltzmann)
+    mu_ref = mu_ref_for_knudsen(task.kn, task.omega, length=task.x_right - task.x_left)
+    solver = BoltzmannDVMSolver(task.x_left, task.x_right, task.nx, box.n, box.L, box.c1, mu_ref, task.omega,
+                                task.bc, task.cfl, task.limiter, n_dirs=opts.n_dirs,
+                                equilibrium_preserving=opts.equilibrium_preserving, grid_rtol=opts.grid_rtol,
+                                tail_tol=opts.tail_tol)
+    rho, u, T, aniso = ic.evaluate(task.ic, solver.x)
+    noneq = task.ic.get("anisotropy") is not None
+    if noneq:
+        T_par, T_perp = ic.parallel_perpendicular(T, aniso)
+        solver.check_covers(rho, u, np.maximum(T_par, T_perp), where="initial data")
+        v1, v2, v3 = solver.v1d
+        e1 = np.exp(-0.5 * (v1[None, :] - u[:, None]) ** 2 / T_par[:, None])
+        e23 = np.exp(-0.5 * (v2[None, :, None] ** 2 + v3[None, None, :] ** 2) / T_perp[:, None, None])
+        coef = rho / (np.sqrt(2.0 * np.pi * T_par) * 2.0 * np.pi * T_perp)
+        solver.set_distribution(coef[:, None, None, None] * e1[:, :, None, None] * e23[:, None, :, :])
+    else:
+        solver.set_maxwellian(rho, u, T)
+    times = np.asarray(task.snapshots, dtype=float)
+    nt, nx, N = times.size, task.nx, box.n
+    g, h, Qg, Qh = (np.empty((nt, nx, N)) for _ in range(4))
+    flds = np.empty((nt, nx, 5))
+    for k, tk in enumerate(times):
+        if tk > solver.t:
+            solver.run(float(tk), progress=False)
+        g[k], h[k] = solver.reduced()
+        Qg[k], Qh[k] = reduced_collision_terms(solver)
+        flds[k] = solver.fields_array()
+    v = np.ascontiguousarray(solver.v1d[0])
+    arrays = {"x": solver.x, "v": v, "t": times, "g": g, "h": h, "U": conserved(g, h, v, solver.h), "fields": flds,
+              "Qg": Qg, "Qh": Qh}
+    stats = {"steps": solver.steps, "v_min": box.v_min, "v_max": box.v_max, "dv": solver.h, "mu_ref": mu_ref,
+             "noneq": noneq, "collision_wall_s": solver.collision_wall_s}
+    return arrays, stats
 
 
 def solve_task(task: LabelTask, grid: VelocityGrid) -> tuple[dict[str, NDArray], dict[str, Any]]:
@@ -278,10 +486,11 @@ def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int
         numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     t0 = time.perf_counter()
     errors = []
+    boltz = task.collision == "boltzmann"
     for attempt in (0, 1):
-        grid = task_grid(task, attempt)
+        grid = task_box(task, attempt) if boltz else task_grid(task, attempt)
         try:
-            arrays, stats = solve_task(task, grid)
+            arrays, stats = solve_task_boltzmann(task, grid) if boltz else solve_task(task, grid)
             break
         except VelocityGridError as exc:
             errors.append(str(exc))
@@ -299,6 +508,9 @@ def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int
         "grid_attempts": len(errors) + 1, "steps": int(stats["steps"]), "v_min": float(stats["v_min"]),
         "v_max": float(stats["v_max"]), "cfl": float(task.cfl), "limiter": task.limiter, "wall_s": float(wall),
     }
+    if boltz:
+        attrs.update(n_per_dim=int(grid.n), box_L=float(grid.L), box_c1=float(grid.c1),
+                     n_dirs=int(BoltzmannOptions.from_dict(task.boltzmann).n_dirs))
     out = Path(out_dir) / shard_name(task.task_id)
     info = write_shard(out, arrays, stats["dv"], attrs, compression=task.compression)
     return {

@@ -182,6 +182,10 @@ def _check_spec(root: Path, spec: DatasetSpec, overwrite: bool) -> None:
             old = json.loads(p.read_text())
         except json.JSONDecodeError:
             old = None
+        if isinstance(old, dict):
+            # keys added to DatasetSpec later (e.g. ``boltzmann``) read as their defaults in older specs
+            defaults = json.loads(json.dumps(asdict(DatasetSpec())))
+            old = {**{k: defaults[k] for k in cur if k not in old and k in defaults}, **old}
         if old != json.loads(json.dumps(cur)):
             if not overwrite:
                 raise LabelRunError(f"{root} holds a dataset made with different settings ({p}); choose another "

@@ -19,6 +19,14 @@ Datasets (float64)::
     /U       (nt, nx, 3)    (ρ, ρu, E) = Σ (g, v g, ½(v² g + h)) Δv
     /fields  (nt, nx, 5)    ρ, u, T, σ, q
 
+Optional datasets (``OPTIONAL_DATASETS``; required when ``collision == "boltzmann"``, absent from
+BGK/Shakhov shards, which therefore keep their layout and checksums)::
+
+    /Qg      (nt, nx, nv)   Chu-reduced collision term Σ Q(f) Δv2Δv3
+    /Qh      (nt, nx, nv)   Σ (v2² + v3²) Q(f) Δv2Δv3
+
+They are appended, in this order, to the ``data_sha256`` content checksum when present.
+
 Manifest ``manifest.json`` (dataset root), written atomically, complete shards only::
 
     {"schema_version": 1, "package_version": ..., "shards": [{"file": "shard_00000.h5", "task_id": 0,
@@ -45,6 +53,9 @@ from kinclose.io import atomic_write, atomic_write_json
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 DATASETS = ("x", "v", "t", "g", "h", "U", "fields")
+OPTIONAL_DATASETS = ("Qg", "Qh")
+"""Reduced collision terms; required for ``collision="boltzmann"`` shards (see the module docstring)."""
+REQUIRES_COLLISION_TERMS = ("boltzmann",)
 REQUIRED_ATTRS: dict[str, tuple[type, ...]] = {
     "schema_version": (int, np.integer),
     "package_version": (str,),
@@ -94,10 +105,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def present_datasets(arrays: Any) -> tuple[str, ...]:
+    """``DATASETS`` followed by the ``OPTIONAL_DATASETS`` that ``arrays`` (a dict or an h5py file) holds."""
+    return DATASETS + tuple(k for k in OPTIONAL_DATASETS if k in arrays)
+
+
 def data_sha256(arrays: dict[str, NDArray]) -> str:
-    """Hex SHA-256 over the C-ordered float64 bytes of ``arrays[name]`` for name in ``DATASETS``."""
+    """Hex SHA-256 over the C-ordered float64 bytes of ``arrays[name]`` for name in ``DATASETS``
+    and then the optional datasets present (so shards without them keep their checksum)."""
     h = hashlib.sha256()
-    for name in DATASETS:
+    for name in present_datasets(arrays):
         a = np.ascontiguousarray(arrays[name], dtype=np.float64)
         h.update(name.encode())
         h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
@@ -114,6 +131,7 @@ def _check_arrays(arrays: dict[str, NDArray]) -> tuple[int, int, int]:
         raise ShardError(f"/x, /v, /t must be 1-D, got shapes {x.shape}, {v.shape}, {t.shape}")
     nx, nv, nt = x.size, v.size, t.size
     expect = {"g": (nt, nx, nv), "h": (nt, nx, nv), "U": (nt, nx, 3), "fields": (nt, nx, 5)}
+    expect.update({k: (nt, nx, nv) for k in OPTIONAL_DATASETS if k in arrays})
     for k, shp in expect.items():
         if tuple(np.shape(arrays[k])) != shp:
             raise ShardError(f"/{k} has shape {tuple(np.shape(arrays[k]))}, expected {shp} (nt, nx, nv = {nt}, {nx}, {nv})")
@@ -133,7 +151,8 @@ def write_shard(
 
     Parameters
     ----------
-    arrays : x (nx,), v (nv,), t (nt,), g, h (nt, nx, nv), U (nt, nx, 3), fields (nt, nx, 5).
+    arrays : x (nx,), v (nv,), t (nt,), g, h (nt, nx, nv), U (nt, nx, 3), fields (nt, nx, 5);
+        optionally Qg, Qh (nt, nx, nv) (required when ``attrs["collision"] == "boltzmann"``).
     dv : velocity quadrature weight, stored as ``/v`` attribute ``dv``.
     attrs : root attributes; ``schema_version``, ``package_version``, ``created`` and
         ``data_sha256`` are filled in here.
@@ -152,14 +171,15 @@ def write_shard(
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
         raise ShardError(f"shard attributes lack {missing}")
+    _check_collision_terms(attrs.get("collision"), arrays, "shard data")
 
     def _write(tmp: str) -> None:
         with h5py.File(tmp, "w", track_order=True) as fh:
             for k, val in attrs.items():
                 fh.attrs[k] = val
-            for k in DATASETS:
+            for k in present_datasets(arrays):
                 kw: dict[str, Any] = {"track_times": False}
-                if compression and k in ("g", "h"):
+                if compression and k in ("g", "h") + OPTIONAL_DATASETS:
                     kw.update(compression=compression, shuffle=True, chunks=(1, nx, nv))
                 fh.create_dataset(k, data=np.ascontiguousarray(arrays[k], dtype=np.float64), **kw)
             fh["v"].attrs["dv"] = float(dv)
@@ -169,6 +189,14 @@ def write_shard(
 
     atomic_write(path, _write)
     return {"sha256": sha256_file(path), "data_sha256": attrs["data_sha256"], "samples": nt * nx}
+
+
+def _check_collision_terms(collision: Any, arrays: Any, where: str) -> None:
+    if collision in REQUIRES_COLLISION_TERMS:
+        missing = [k for k in OPTIONAL_DATASETS if k not in arrays]
+        if missing:
+            raise ShardError(f"{where}: collision={collision!r} shards must hold the reduced collision terms "
+                             f"{list(OPTIONAL_DATASETS)}, missing {missing}; relabel with the current kinclose-label")
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
@@ -216,20 +244,22 @@ def validate_shard(path: str | os.PathLike, deep: bool = True) -> dict[str, Any]
                 json.loads(attrs["config"])
             except json.JSONDecodeError as exc:
                 raise ShardError(f"{path}: attribute 'config' is not JSON ({exc})") from exc
-            for k in DATASETS:
+            _check_collision_terms(attrs["collision"], fh, str(path))
+            names = present_datasets(fh)
+            for k in names:
                 if k not in fh or not isinstance(fh[k], h5py.Dataset):
                     raise ShardError(f"{path}: dataset /{k} is missing")
                 if fh[k].dtype != np.float64:
                     raise ShardError(f"{path}: /{k} has dtype {fh[k].dtype}, expected float64")
             if "dv" not in fh["v"].attrs:
                 raise ShardError(f"{path}: /v lacks attribute 'dv'")
-            shapes = {k: fh[k].shape for k in DATASETS}
+            shapes = {k: fh[k].shape for k in names}
             # zero-stride stand-ins: shape checks without reading the large datasets
-            _check_arrays({k: np.broadcast_to(np.float64(0.0), s) if k in ("g", "h", "U", "fields") else fh[k][()]
+            _check_arrays({k: fh[k][()] if k in ("x", "v", "t") else np.broadcast_to(np.float64(0.0), s)
                            for k, s in shapes.items()})
             nt, nx, nv = shapes["g"]
             if deep:
-                arrays = {k: fh[k][()] for k in DATASETS}
+                arrays = {k: fh[k][()] for k in names}
                 for k, a in arrays.items():
                     if not np.isfinite(a).all():
                         raise ShardError(f"{path}: /{k} holds non-finite values")

@@ -1,6 +1,11 @@
 """Run the reduced (closed moment) model on a :class:`kinclose.problem.Problem`.
 
 Maxwellian initial data: W = W_eq. No velocity grid is used at run time.
+
+Collision source: the exact BGK source ν ρ (W_eq − W) by default; ``source=<path of source.pt>``
+(``kinclose-train stage=source``, learned on Boltzmann data) uses the learned R̂(W) with the
+Filbet–Jin penalisation of :class:`~kinclose.reduced.solver.ReducedSolver` (β = checkpoint β* ×
+``source_beta_safety``); then the problem's collision model may be "boltzmann".
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None
     return closure
 
 
+def load_source(source: Any) -> Any:
+    """None (exact BGK source), a source object (``rate(W)``, ``beta``), or the path of a ``source.pt``
+    checkpoint (→ :class:`kinclose.closure.source.LearnedSource`)."""
+    if source is None or not isinstance(source, (str, Path)):
+        return source
+    from kinclose.closure.source import LearnedSource  # torch only here
+
+    return LearnedSource.from_checkpoint(source)
+
+
 def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[str, Any]:
     """Reported, never acted upon, for closures that provide them (learned / Hermite): the fraction of
     states outside the training range of W, the fraction of complex eigenvalues of the closed-flux
@@ -50,18 +65,25 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
 
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
-                max_steps: int = 1_000_000, xi_max: float | None = None) -> Fields:
+                max_steps: int = 1_000_000, xi_max: float | None = None, source: Any = None,
+                source_beta_safety: float = 1.0) -> Fields:
     """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``; the stats
-    hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state."""
-    if problem.collision != "bgk":
-        raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}")
+    hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state.
+
+    ``source`` : None (exact BGK source; the problem must be BGK), a source object or the path of a
+    ``source.pt`` (learned collision source, any collision model); ``source_beta_safety`` multiplies
+    its penalisation rate β."""
+    if source is None and problem.collision != "bgk":
+        raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}. "
+                         "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
+    src = load_source(source)
     cl = load_closure(closure, xi_max)
     left = right = None
     if problem.bc == "reservoir":
         left = (problem.rho[0], problem.u[0], problem.T[0])
         right = (problem.rho[-1], problem.u[-1], problem.T[-1])
     s = ReducedSolver(problem.x_left, problem.x_right, problem.nx, cl, problem.mu_ref, problem.omega,
-                      problem.bc, cfl, left, right)
+                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety)
     s.set_state(problem.rho, problem.u, problem.T)
     t0 = time.perf_counter()
     while s.t < problem.t_end - 1e-14 * max(1.0, problem.t_end):
@@ -72,4 +94,7 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
     f = s.fields_array()
     return Fields(problem.x, f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], s.t,
                   stats={"steps": s.steps, "wall_s": wall, "W_min": s.W.min(0).tolist(),
-                         "W_max": s.W.max(0).tolist(), **closure_diagnostics(cl, s.U, s.W)})
+                         "W_max": s.W.max(0).tolist(), **closure_diagnostics(cl, s.U, s.W),
+                         "source": "bgk" if src is None else str(source if isinstance(source, (str, Path))
+                                                                  else type(src).__name__),
+                         "source_beta": None if src is None else s.source_beta})

@@ -9,6 +9,21 @@ G = ρ [u m(W; δ, τ) + √T k(W; δ, τ)], δ = (u − u_j)/√T_j, τ = √(T
 One step is ARS(2,2,2) IMEX as in the kinetic solver (transport explicit, relaxation implicit:
 R_a W = (W + aν W_eq)/(1 + aν), ν = ρ T^{1−ω}/μ_ref, exact because collisions leave U unchanged), so
 Δt is independent of ε and the O(ε) Navier–Stokes deviation of W survives the stiff limit.
+
+Learned collision source (``source=``, e.g. :class:`kinclose.closure.source.LearnedSource` trained on
+Boltzmann data): the source of ρW is ν ρ R̂(W) instead of ν ρ (W_eq − W). The implicit stage uses the
+penalisation of Filbet & Jin (J. Comput. Phys. 229, 2010),
+
+    ν R̂(W) = ν [R̂(W) − β (W_eq − W)] + ν β (W_eq − W),
+
+the bracket explicit at the stage input W*, the BGK-like last term implicit:
+
+    W = (W* + aν [R̂(W*) − β (W_eq − W*)] + aνβ W_eq) / (1 + aνβ),
+
+with β = ``source_beta_safety`` × ``source.beta`` (the checkpoint's rate β*, spectral radius of −∂R̂/∂W
+over training states; the linearized update is stable for real eigenvalues of −∂R̂/∂W in [0, 2β]).
+R̂ = W_eq − W with β = 1 gives the BGK update bit for bit.
+
 One forward-Euler transport operator for cell j:
 
 1. frames Fr_j = (u_j, T_j); MUSCL (MC or minmod limiter) reconstruction of ρ, u, T, W at the faces;
@@ -28,6 +43,7 @@ Arrays: U (nx, 3), W (nx, M).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,12 +71,16 @@ class ReducedSolver:
     cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
     fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
     limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
+    source : None (exact BGK source ν ρ (W_eq − W), default) or an object with ``rate(W)`` (n, M) → R̂ (n, M),
+        a float ``beta`` > 0 and optionally ``w_eq`` (M,) (must equal the closure's W_eq).
+    source_beta_safety : factor > 0 on ``source.beta`` in the penalisation (module docstring).
     """
 
     def __init__(self, x_left: float, x_right: float, nx: int, closure: ShapeClosure, mu_ref: float,
                  omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
                  left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
-                 fixed_point_iters: int = 2, limiter: str = "mc") -> None:
+                 fixed_point_iters: int = 2, limiter: str = "mc", source: Any = None,
+                 source_beta_safety: float = 1.0) -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
@@ -78,6 +98,24 @@ class ReducedSolver:
         self.mu_ref, self.omega = float(mu_ref), float(omega)
         self.bc, self.cfl, self.iters = bc, float(cfl), int(fixed_point_iters)
         self.left, self.right = left, right
+        self.source = source
+        self.source_beta = math.nan
+        if source is not None:
+            if not callable(getattr(source, "rate", None)):
+                raise TypeError(f"source must have a rate(W) method, got {type(source).__name__}")
+            if getattr(source, "n_moments", self.M) != self.M:
+                raise ValueError(f"the source has {source.n_moments} moments, the closure {self.M}: they must come "
+                                 "from the same moments model")
+            w_eq = getattr(source, "w_eq", None)
+            if w_eq is not None and not np.allclose(np.asarray(w_eq, dtype=float), self.W_eq, rtol=0, atol=1e-10):
+                raise ValueError(f"the source's W_eq {np.asarray(w_eq).tolist()} differs from the closure's "
+                                 f"{self.W_eq.tolist()}: source and closure must be trained on the same moments model")
+            if not (math.isfinite(source_beta_safety) and source_beta_safety > 0):
+                raise ValueError(f"source_beta_safety={source_beta_safety!r} must be positive and finite")
+            self.source_beta = float(source.beta) * float(source_beta_safety)
+            if not (math.isfinite(self.source_beta) and self.source_beta > 0):
+                raise ValueError(f"the source's penalisation rate beta={source.beta!r} (x safety {source_beta_safety}) "
+                                 "must be positive and finite; check the checkpoint's 'beta' metadata")
         self.U = np.zeros((nx, 3))
         self.W = np.zeros((nx, self.M))
         self.t = 0.0
@@ -214,7 +252,12 @@ class ReducedSolver:
             return W
         rho, u, T = primitive(U)
         an = (a * rho * T ** (1.0 - self.omega) / self.mu_ref)[:, None]
-        return (W + an * self.W_eq) / (1.0 + an)
+        if self.source is None:
+            return (W + an * self.W_eq) / (1.0 + an)
+        # Filbet–Jin: explicit [R̂(W*) − β(W_eq − W*)], implicit β(W_eq − W)
+        b = self.source_beta
+        R = np.asarray(self.source.rate(W), dtype=float)
+        return (W + an * (R - b * (self.W_eq - W)) + an * b * self.W_eq) / (1.0 + an * b)
 
     def _combine(self, parts: list[tuple[float, NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
         """Σ c_k (U_k, ρ_k W_k) with the moments moved into the frame of the combined U."""

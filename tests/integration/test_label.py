@@ -188,7 +188,7 @@ def test_unknown_config_keys_are_rejected(override: str) -> None:
         (["dataset.ranges.T=[-1.0,2.0]"], ["ranges.T=[-1.0, 2.0]", "positive temperature"]),
         (["dataset.nx=2"], ["dataset.nx=2", ">= 4"]),
         (["dataset.t_end=-0.1"], ["dataset.t_end=-0.1", "> 0"]),
-        (["dataset.collision=boltzmann"], ["dataset.collision='boltzmann'", "bgk"]),
+        (["dataset.collision=fokker"], ["dataset.collision='fokker'", "'bgk', 'shakhov', 'boltzmann'"]),
         (["cluster.kind=mpi"], ["cluster.kind='mpi'", "serial"]),
     ],
 )

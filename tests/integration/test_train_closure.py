@@ -84,6 +84,29 @@ def test_training_reduces_the_validation_loss_and_writes_artefacts(trained) -> N
     assert on_disk["val"]["all"]["q_hat"]["rmse"] == m["val"]["all"]["q_hat"]["rmse"]
 
 
+def test_hyperbolicity_penalty_in_the_closure_stage(trained, dataset: Path, tmp_path: Path) -> None:
+    """The penalised stage runs from the config, records its options and the spectrum of the result, and
+    leaves fewer non-hyperbolic validation states than the unpenalised run of the same data."""
+    from kinclose.closure.train import train_closure
+
+    out, m_default = trained
+    assert m_default["hyperbolicity"]["weight"] == 0.1  # conf/stage/closure.yaml
+    args = ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}", *CLOSURE_ARGS,
+            "stage.hyperbolicity.s_max=4.0"]
+    m0 = train_closure(_compose([*args, "stage.hyperbolicity.weight=0.0"]), tmp_path / "closure0")
+    m1 = train_closure(_compose([*args, "stage.hyperbolicity.weight=10.0"]), tmp_path / "closure1")
+    assert m1["hyperbolicity"]["weight"] == 10.0 and m0["hyperbolicity"]["weight"] == 0.0
+    assert all("val_penalty" in h for h in m1["history"])
+    s0, s1 = m0["characteristic_speeds"], m1["characteristic_speeds"]
+    for s in (s0, s1):
+        assert set(s) >= {"validation", "stretched_1.5", "equilibrium"} and len(s["equilibrium"]) == 3 + 3
+    bad = lambda s: s["stretched_1.5"]["states_complex"] + s["stretched_1.5"]["fraction_above_xi_max"]  # noqa: E731
+    assert bad(s1) < bad(s0), (s0, s1)
+    with pytest.raises(ValueError, match="unknown stage.hyperbolicity keys"):
+        train_closure(_compose(["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+                                "+stage.hyperbolicity.wieght=1"]), tmp_path / "bad")
+
+
 def test_checkpoint_round_trip(trained, dataset: Path) -> None:
     from kinclose.closure.learned import LearnedClosure
     from kinclose.closure.train import CHECKPOINT_FORMAT, errors, file_sha256, load_closure_checkpoint, predict

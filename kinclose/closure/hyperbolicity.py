@@ -1,0 +1,105 @@
+"""Characteristic speeds of the closed moment system and a hyperbolicity penalty (DESIGN §6; torch).
+
+Closed system in the frame (u*, T*) frozen at the state (δ = (u − u*)/√T*, τ = √(T/T*)):
+
+    ∂t Q + ∂x Φ(Q) = 0,   Q = (ρ, ρu, E, Z),  Z = ρ m(W; δ, τ),
+    Φ = (ρu, ρu² + p + σ, (E + p + σ)u + q, ρ[u m + √T k]),  σ = p σ̂(W), q = ρT^{3/2} q̂(W).
+
+Its Jacobian A = (∂Φ/∂P)(∂Q/∂P)⁻¹, P = (U, W), has eigenvalues λ = u + √T λ̂(W) for a Galilean and
+scaling invariant closure, so hyperbolicity is a property of W alone. The system is hyperbolic at W
+when every λ̂ is real; the Rusanov flux of the reduced solver is stable when |λ̂| ≤ ξ_max.
+
+:func:`closed_flux_jacobian` builds A by autograd for any (σ̂, q̂)(W) and (m, k)(W; δ, τ) (an ensemble
+mean or one member); :func:`hyperbolicity_penalty` is the training term
+
+    h(W) = Σ_i (Im λ̂_i)² + Σ_i max(|Re λ̂_i| − s_max, 0)²,
+
+differentiable through ``torch.linalg.eigvals`` (zero exactly when the system is hyperbolic with
+speeds below s_max). Shapes: U (n, 3), W (n, M), A (n, 3 + M, 3 + M), λ (n, 3 + M).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+StressHeatFn = Callable[[torch.Tensor], torch.Tensor]
+"""W (n, M) → (σ̂, q̂) (n, 2)."""
+FrameFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""W (n, M), δ (n,), τ (n,) → m (n, M), k (n, M)."""
+
+
+def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Tensor, W: torch.Tensor,
+                         frame_derivatives: bool = True, create_graph: bool = False) -> torch.Tensor:
+    """A (n, d, d), d = 3 + M, of the closed system (module docstring) at U (n, 3), W (n, M).
+
+    ``frame_derivatives=False`` holds δ = 0, τ = 1 fixed (Q = (U, ρW)); ``create_graph=True`` keeps A
+    differentiable with respect to the networks' parameters (for training).
+    """
+    n, M = W.shape
+    P = torch.cat([U, W], dim=1)
+    if not P.requires_grad:
+        P = P.detach().requires_grad_(True)
+    Ut, Wt = P[:, :3], P[:, 3:]
+    rho = Ut[:, 0]
+    u = Ut[:, 1] / rho
+    T = (2.0 * Ut[:, 2] / rho - u * u) / 3.0
+    if frame_derivatives:
+        u0, T0 = u.detach(), T.detach()
+        delta = (u - u0) / torch.sqrt(T0)
+        tau = torch.sqrt(T / T0)
+    else:
+        delta = torch.zeros(n, dtype=P.dtype)
+        tau = torch.ones(n, dtype=P.dtype)
+    sh = stress_heat(Wt)
+    m, k = frame(Wt, delta, tau)
+    p = rho * T
+    sig = p * sh[:, 0]
+    q = rho * T ** 1.5 * sh[:, 1]
+    E = Ut[:, 2]
+    flux = torch.cat([torch.stack([rho * u, rho * u * u + p + sig, (E + p + sig) * u + q], 1),
+                      rho[:, None] * (u[:, None] * m + torch.sqrt(T)[:, None] * k)], dim=1)
+    Q = torch.cat([Ut, rho[:, None] * m], dim=1)
+    d = 3 + M
+    rows_F, rows_Q = [], []
+    for i in range(d):  # each state's outputs depend on its own P only: one backward pass per row
+        gF, = torch.autograd.grad(flux[:, i].sum(), P, retain_graph=True, create_graph=create_graph)
+        gQ, = torch.autograd.grad(Q[:, i].sum(), P, retain_graph=True, create_graph=create_graph)
+        rows_F.append(gF)
+        rows_Q.append(gQ)
+    JF = torch.stack(rows_F, dim=1)  # (n, d, d): JF[:, i, j] = ∂Φ_i/∂P_j
+    JQ = torch.stack(rows_Q, dim=1)
+    # A = JF JQ^{-1}  ⇔  JQᵀ Aᵀ = JFᵀ
+    return torch.linalg.solve(JQ.transpose(1, 2), JF.transpose(1, 2)).transpose(1, 2)
+
+
+def normalized_state(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """U (n, 3) of ρ = 1, u = 0, T = 1 (E = 3/2), where λ = λ̂."""
+    return torch.tensor([1.0, 0.0, 1.5], dtype=dtype).expand(n, 3).clone()
+
+
+def hyperbolicity_penalty(lam: torch.Tensor, s_max: float) -> torch.Tensor:
+    """(n,) h = Σ (Im λ̂)² + Σ max(|Re λ̂| − s_max, 0)² of normalized eigenvalues λ̂ (n, d) complex."""
+    return (lam.imag ** 2).sum(1) + (torch.relu(lam.real.abs() - float(s_max)) ** 2).sum(1)
+
+
+def extrapolated_states(W: torch.Tensor, w_eq: torch.Tensor, stretch: float, generator: torch.Generator
+                        ) -> torch.Tensor:
+    """States W_eq + s (W − W_eq), s ~ U(0, stretch) per row (n, M): the segment from equilibrium through
+    each training state and beyond it, where a solver goes when it leaves the training range."""
+    s = torch.rand(W.shape[0], 1, generator=generator, dtype=W.dtype) * float(stretch)
+    return w_eq[None, :] + s * (W - w_eq[None, :])
+
+
+def member_penalty(member: torch.nn.Module, W: torch.Tensor, s_max: float) -> torch.Tensor:
+    """Mean hyperbolicity penalty of one :class:`~kinclose.closure.networks.ClosureMember` at W (n, M),
+    differentiable in its parameters; rows whose eigen-decomposition is not finite are dropped."""
+    A = closed_flux_jacobian(member.stress_heat, member.frame, normalized_state(W.shape[0], W.dtype), W,
+                             create_graph=True)
+    ok = torch.isfinite(A).all(2).all(1)
+    if not bool(ok.any()):
+        return torch.zeros((), dtype=W.dtype)
+    h = hyperbolicity_penalty(torch.linalg.eigvals(A[ok]), s_max)
+    h = h[torch.isfinite(h)]
+    return h.mean() if h.numel() else torch.zeros((), dtype=W.dtype)

@@ -1,0 +1,665 @@
+r"""Learned collision source of the generalized moments (DESIGN §6; issue 9, Boltzmann data).
+
+Targets
+-------
+For a cell with density ρ, velocity u, temperature T and reduced collision terms
+Qg(v1) = ∫ Q(f) dv2 dv3, Qh(v1) = ∫ (v2² + v3²) Q(f) dv2 dv3 (stored by ``kinclose-label`` for
+``collision=boltzmann``), the collision source of the moments W = (1/ρ) ∫ [a(ξ) g + b(ξ) h/T] dv1 is
+
+    R = (1/ρ) ∫ [a(ξ) Qg + b(ξ) Qh / T] dv1 = ∫ [a(ξ) Q̂g + b(ξ) Q̂h] dξ,   ξ = (v1 − u)/√T,
+    Q̂g(ξ) = √T Qg(u + √T ξ)/ρ,   Q̂h(ξ) = √T Qh(u + √T ξ)/(ρT)
+
+(the shape normalization of g, h, ``kinclose.moments.shape``), i.e. the encoder applied to the
+normalized collision terms (encoders are linear in the shape). The learned target is
+
+    R̂ = R / ν,   ν = ρ T^{1−ω} / μ_ref                                 (the BGK reduced solver's ν)
+
+which depends on the shape only (Q scales as ρ² T^{(γ−3)/2} with γ = 2(1 − ω) for VHS molecules). For
+the BGK term Q = ν (M − f) this is exactly R̂ = W_eq − W up to quadrature and interpolation, so the
+reduced solver's BGK source ν ρ (W_eq − W) is the special case R̂ = W_eq − W. Qg, Qh are interpolated
+from the stored v1 nodes to u + √T ξ_k by a not-a-knot cubic spline in the index coordinate (they
+change sign, so not in ln), or linearly (``method="linear"``).
+
+Network and ensemble
+--------------------
+:class:`SourceNet` W (n, M) ↦ R̂ (n, M):  R̂ = S_R ⊙ [N(z) − N(z_eq)],  z = (W − μ_W)/s_W, with
+standardization buffers as :class:`~kinclose.closure.networks.StressHeatNet`; R̂(W_eq) = 0 exactly
+(rows equal to W_eq bitwise return 0, whatever the BLAS rounding of the two evaluations).
+:class:`SourceEnsemble` holds K ≥ 1 members (seeds ``seed·1009 + i``); mean and population variance.
+
+Linearization rate: β* = spectral radius of −∂R̂/∂W at W_eq (1 for BGK), and its 99th percentile
+over training states; stored in the checkpoint for the Filbet–Jin penalisation of
+:class:`kinclose.reduced.solver.ReducedSolver`.
+
+Stage ``kinclose-train stage=source moments_ckpt=... data.root=...`` writes ``source.pt``
+(atomically; loads with ``torch.load(weights_only=True)``), ``metrics.json`` and
+``learning_curve.png``. Shapes: W, R̂ (n, M); G, H, Q̂g, Q̂h (n, n_xi); ρ, u, T, ν (n,). float64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from kinclose import __version__
+from kinclose.closure.networks import DTYPE, mlp
+from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
+from kinclose.moments.train import CheckpointError, DatasetError
+
+log = logging.getLogger(__name__)
+
+SOURCE_VERSION = 1
+"""Bumped whenever the meaning of a source checkpoint's weights changes (architecture, targets)."""
+CHECKPOINT_FORMAT = "kinclose.closure.source"
+CHECKPOINT_NAME = "source.pt"
+BETA_QUANTILE = 0.99
+
+
+class SourceCheckpointError(CheckpointError):
+    """A source checkpoint cannot be used: missing, corrupted, not ours, another version."""
+
+
+# ====================================================================== data and targets
+def _interp_signed(y: NDArray, x0: float, dx: float, xq: NDArray, method: str) -> NDArray:
+    """Interpolate rows of ``y`` (n, m) tabulated at x0 + j dx at points ``xq`` (n, k) (inside the
+    nodes): not-a-knot cubic spline in the index coordinate ("logcubic", "cubic") or linear."""
+    from kinclose.moments.shape import _interp_rows
+
+    if method == "linear":
+        return _interp_rows(y, x0, dx, xq, "linear")
+    if method not in ("logcubic", "cubic"):
+        raise ValueError(f"unknown interpolation method {method!r}; choose logcubic (cubic for Q), cubic or linear")
+    from scipy.interpolate import CubicSpline
+
+    n, m = y.shape
+    pos = (xq - x0) / dx
+    k = np.clip(np.floor(pos).astype(np.int64), 0, m - 2)
+    t = pos - k
+    cs = CubicSpline(np.arange(m, dtype=float), y, axis=1, bc_type="not-a-knot")
+    c = np.transpose(cs.c, (2, 1, 0))  # (n, m-1, 4)
+    cc = c[np.arange(n)[:, None], k]
+    return ((cc[..., 0] * t + cc[..., 1]) * t + cc[..., 2]) * t + cc[..., 3]
+
+
+def collision_shapes(Qg: NDArray, Qh: NDArray, v: NDArray, dv: float, rho: NDArray, u: NDArray, T: NDArray,
+                     grid: Any, method: str = "logcubic") -> tuple[NDArray, NDArray]:
+    """Normalized collision terms Q̂g = √T Qg(u + √T ξ)/ρ, Q̂h = √T Qh(u + √T ξ)/(ρT), each (n, n_xi).
+
+    Parameters
+    ----------
+    Qg, Qh : (n, nv) reduced collision terms on the uniform nodes ``v`` (nv,), spacing dv.
+    rho, u, T : (n,) the cells' own state; grid : the encoder's ξ grid (``XiGrid``).
+    """
+    Qg = np.atleast_2d(np.asarray(Qg, dtype=float))
+    Qh = np.atleast_2d(np.asarray(Qh, dtype=float))
+    sT = np.sqrt(np.asarray(T, dtype=float))
+    rho = np.asarray(rho, dtype=float)
+    xq = np.asarray(u, dtype=float)[:, None] + sT[:, None] * grid.xi[None, :]
+    x0 = float(v[0])
+    return (_interp_signed(Qg, x0, dv, xq, method) * (sT / rho)[:, None],
+            _interp_signed(Qh, x0, dv, xq, method) / (rho * sT)[:, None])
+
+
+def collision_rate(rho: NDArray, T: NDArray, mu_ref: NDArray | float, omega: NDArray | float) -> NDArray:
+    """ν = ρ T^{1−ω}/μ_ref (n,), the BGK collision frequency of the reduced solver."""
+    return np.asarray(rho, dtype=float) * np.asarray(T, dtype=float) ** (1.0 - np.asarray(omega, dtype=float)) \
+        / np.asarray(mu_ref, dtype=float)
+
+
+def source_targets(encoder: Any, G: NDArray, H: NDArray, QG: NDArray, QH: NDArray, nu: NDArray
+                   ) -> tuple[NDArray, NDArray]:
+    """W = Ψ(G, H) and R̂ = Ψ(Q̂g, Q̂h)/ν, each (n, M), with the (linear) encoder Ψ of a moments model."""
+    from kinclose.closure.targets import encode
+
+    W = encode(encoder, G, H)
+    R = encode(encoder, QG, QH)
+    return W, R / np.asarray(nu, dtype=float)[:, None]
+
+
+@dataclass
+class SourceData:
+    """Samples (cells) of a Boltzmann-labeled dataset as shapes and normalized collision terms.
+
+    G, H, QG, QH : (N, n_xi); rho, u, T, nu, kn : (N,); shard : (N,) index in the manifest.
+    """
+
+    G: NDArray
+    H: NDArray
+    QG: NDArray
+    QH: NDArray
+    rho: NDArray
+    u: NDArray
+    T: NDArray
+    nu: NDArray
+    kn: NDArray
+    shard: NDArray
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.G.shape[0])
+
+    def subset(self, idx: NDArray) -> "SourceData":
+        return SourceData(*(getattr(self, f)[idx] for f in ("G", "H", "QG", "QH", "rho", "u", "T", "nu", "kn",
+                                                            "shard")), dict(self.info))
+
+
+def load_source_dataset(root: str | Path, grid: Any, method: str = "logcubic", max_samples_per_shard: int | None = None,
+                        seed: int = 0, verify_checksums: bool = True) -> SourceData:
+    """Every cell of every shard of the manifest with its shape and normalized collision terms.
+
+    Raises :class:`DatasetError` for a shard without /Qg, /Qh (labels with ``dataset.collision=boltzmann``
+    store them), a checksum mismatch or an unreadable file, and ``VelocityCoverageError`` if the ξ grid
+    leaves a cell's stored velocity nodes.
+    """
+    import h5py
+
+    from kinclose.moments.shape import check_coverage, to_shape
+    from kinclose.moments.train import _sha256, read_manifest
+
+    root = Path(root)
+    man, dhash = read_manifest(root)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for si, entry in enumerate(man["shards"]):
+        path = root / entry["file"]
+        if not path.is_file():
+            raise DatasetError(f"shard {path} listed in the manifest is missing; relabel it or fix the manifest")
+        if verify_checksums and entry.get("sha256") and _sha256(path) != entry["sha256"]:
+            raise DatasetError(f"shard {path}: sha256 differs from the manifest (corrupted or modified file); "
+                               "relabel this shard")
+        try:
+            fh = h5py.File(path, "r")
+        except OSError as e:
+            raise DatasetError(f"cannot open shard {path} as HDF5 ({e}); relabel this shard") from e
+        with fh as f:
+            missing = [k for k in ("v", "g", "h", "Qg", "Qh") if k not in f]
+            if missing:
+                raise DatasetError(f"shard {path} has no {', '.join('/' + k for k in missing)}: the source stage "
+                                   "needs the reduced collision terms of Boltzmann labels (kinclose-label "
+                                   "dataset=boltzmann_small, or dataset.collision=boltzmann)")
+            v = f["v"][:]
+            dv = float(f["v"].attrs.get("dv", v[1] - v[0]))
+            nv = v.size
+            g, h = f["g"][:].reshape(-1, nv), f["h"][:].reshape(-1, nv)
+            Qg, Qh = f["Qg"][:].reshape(-1, nv), f["Qh"][:].reshape(-1, nv)
+            kn = float(f.attrs.get("kn", entry.get("kn", math.nan)))
+            mu_ref = float(f.attrs["mu_ref"])
+            omega = float(f.attrs["omega"])
+        if max_samples_per_shard and g.shape[0] > max_samples_per_shard:
+            idx = np.sort(rng.choice(g.shape[0], size=int(max_samples_per_shard), replace=False))
+            g, h, Qg, Qh = g[idx], h[idx], Qg[idx], Qh[idx]
+        G, H, rho, u, T = to_shape(g, h, v, dv, grid, method, check=False)
+        check_coverage(u, T, v, grid, where=f"shard {path}")
+        QG, QH = collision_shapes(Qg, Qh, v, dv, rho, u, T, grid, method)
+        nu = collision_rate(rho, T, mu_ref, omega)
+        parts.append((G, H, QG, QH, rho, u, T, nu, np.full(rho.size, kn), np.full(rho.size, si)))
+    cat = [np.concatenate(p) for p in zip(*parts)]
+    data = SourceData(*cat)
+    data.info = {"root": str(root), "dataset_hash": dhash, "n_shards": len(man["shards"]), "n_samples": len(data),
+                 "interpolation": method}
+    return data
+
+
+# ====================================================================== networks
+class SourceNet(nn.Module):
+    """W (n, M) → R̂ (n, M) = S_R ⊙ [N(z) − N(z_eq)], z = (W − μ_W)/s_W; R̂(W_eq) = 0 exactly."""
+
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> None:
+        super().__init__()
+        self.M = int(M)
+        self.net = mlp(self.M, hidden, self.M, activation)
+        self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
+        self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("y_std", torch.ones(self.M, dtype=DTYPE))
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        z = (W - self.w_mean) / self.w_std
+        z_eq = ((self.w_eq - self.w_mean) / self.w_std)[None]
+        out = (self.net(z) - self.net(z_eq)) * self.y_std
+        # rows equal to W_eq give exactly 0 (x − x = 0 in floating point; the two network calls may round
+        # differently in a batch) while the derivative there stays that of the network (straight through)
+        at_eq = (W == self.w_eq).all(dim=-1, keepdim=True).to(out.dtype)
+        return out - at_eq * out.detach()
+
+
+class SourceEnsemble(nn.Module):
+    """K source networks with different initial weights (seeds ``seed·1009 + i``).
+
+    Parameters
+    ----------
+    M : number of generalized moments; K : members (≥ 4 for a useful variance; ≥ 1 accepted).
+    hidden, activation : MLP widths and activation; seed : base seed of the initialization.
+    """
+
+    def __init__(self, M: int, K: int = 4, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 seed: int = 0) -> None:
+        super().__init__()
+        if int(K) < 1:
+            raise ValueError(f"a source ensemble needs K >= 1 members, got {K}")
+        self.kwargs: dict[str, Any] = {"M": int(M), "K": int(K), "hidden": [int(w) for w in hidden],
+                                       "activation": str(activation), "seed": int(seed)}
+        self.M, self.K = int(M), int(K)
+        members = []
+        for i in range(self.K):
+            with torch.random.fork_rng(devices=[]):  # reproducible, global RNG untouched
+                torch.manual_seed(int(seed) * 1009 + i)
+                members.append(SourceNet(M, hidden, activation))
+        self.members = nn.ModuleList(members)
+        self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+
+    @torch.no_grad()
+    def set_statistics(self, stats: dict[str, Any]) -> None:
+        """Copy w_mean, w_std, w_eq, y_std (M,) into every member (and w_eq into the ensemble)."""
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=DTYPE)  # noqa: E731
+        self.w_eq.copy_(t(stats["w_eq"]))
+        for mem in self.members:
+            for name, buf in mem.named_buffers():
+                if name in stats:
+                    buf.copy_(t(stats[name]))
+
+    def all(self, W: torch.Tensor) -> torch.Tensor:
+        """(K, n, M) every member's R̂."""
+        return torch.stack([m(W) for m in self.members])
+
+    def mean_var(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ensemble mean and population variance of R̂, each (n, M)."""
+        y = self.all(W)
+        return y.mean(0), y.var(0, unbiased=False)
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        """(n, M) ensemble mean R̂."""
+        return self.all(W).mean(0)
+
+
+def source_statistics(W: NDArray, R: NDArray, w_eq: NDArray) -> dict[str, NDArray]:
+    """Standardization buffers from training W, R̂ (n, M): w_mean, w_std, w_eq and y_std = RMS(R̂)."""
+    floor = 1e-8
+    return {"w_mean": W.mean(0), "w_std": np.maximum(W.std(0), floor), "w_eq": np.asarray(w_eq, dtype=float),
+            "y_std": np.maximum(np.sqrt((R ** 2).mean(0)), floor)}
+
+
+# ====================================================================== linearization rate
+def jacobians(model: Any, W: NDArray, batch: int = 1024) -> NDArray:
+    """∂R̂/∂W (n, M, M) of ``model`` (W (n, M) → (n, M), rows independent) by M backward passes."""
+    W = np.atleast_2d(np.asarray(W, dtype=float))
+    n, M = W.shape
+    out = np.empty((n, M, M))
+    for i in range(0, n, batch):
+        x = torch.as_tensor(W[i:i + batch], dtype=torch.float64).clone().requires_grad_(True)
+        y = model(x)
+        for j in range(M):
+            (gr,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j < M - 1)
+            out[i:i + batch, j, :] = gr.detach().numpy()
+    return out
+
+
+def spectral_radii(J: NDArray) -> NDArray:
+    """max |λ(−J)| per state, J (n, M, M) → (n,)."""
+    return np.abs(np.linalg.eigvals(-J)).max(-1)
+
+
+def linearization_rates(model: Any, w_eq: NDArray, W_train: NDArray, max_states: int = 2000,
+                        rng: np.random.Generator | None = None) -> dict[str, float]:
+    """β* at W_eq and the BETA_QUANTILE quantile / max of the spectral radius of −∂R̂/∂W over training states.
+
+    Also the largest real part of the eigenvalues of ∂R̂/∂W at W_eq (negative: the equilibrium is stable).
+    """
+    rng = rng or np.random.default_rng(0)
+    J_eq = jacobians(model, np.asarray(w_eq, dtype=float)[None])[0]
+    W = np.asarray(W_train, dtype=float)
+    if W.shape[0] > max_states:
+        W = W[rng.choice(W.shape[0], size=max_states, replace=False)]
+    rad = spectral_radii(jacobians(model, W)) if W.shape[0] else np.zeros(0)
+    ev = np.linalg.eigvals(J_eq)
+    return {"beta_eq": float(spectral_radii(J_eq[None])[0]),
+            "beta_q99": float(np.quantile(rad, BETA_QUANTILE)) if rad.size else math.nan,
+            "beta_max": float(rad.max()) if rad.size else math.nan,
+            "max_real_eig_eq": float(ev.real.max()), "n_states": int(W.shape[0])}
+
+
+# ====================================================================== training
+def _loss(member: Any, W: Any, R: Any):
+    return (((member(W) - R) / member.y_std) ** 2).mean()
+
+
+def fit_source_member(member: Any, train: tuple, val: tuple, *, epochs: int, batch_size: int, lr: float,
+                      patience: int, seed: int, lr_final_factor: float = 0.05, weight_decay: float = 0.0,
+                      log_every_s: float = 30.0, name: str = "member") -> dict:
+    """Adam, cosine decay, early stopping on the standardized validation MSE; keeps the best parameters.
+
+    ``train``, ``val`` : (W, R̂) tensors, each (n, M). Returns the history (epoch, train_loss, val_loss,
+    best_epoch, best_val_loss, wall_s).
+    """
+    import torch
+
+    def vloss() -> float:
+        with torch.no_grad():
+            return float(_loss(member, *val))
+
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    opt = torch.optim.Adam(member.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr * lr_final_factor)
+    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [vloss()]}
+    best = (hist["val_loss"][0], {k: v.detach().clone() for k, v in member.state_dict().items()}, 0)
+    W, R = train
+    n = W.shape[0]
+    t0 = last = time.perf_counter()
+    for ep in range(1, epochs + 1):
+        member.train()
+        perm = torch.randperm(n, generator=gen)
+        tot = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            loss = _loss(member, W[idx], R[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: non-finite training loss at epoch {ep}; lower stage.lr={lr}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * idx.numel()
+        sched.step()
+        member.eval()
+        vl = vloss()
+        hist["epoch"].append(ep)
+        hist["train_loss"].append(tot / n)
+        hist["val_loss"].append(vl)
+        if vl < best[0]:
+            best = (vl, {k: v.detach().clone() for k, v in member.state_dict().items()}, ep)
+        now = time.perf_counter()
+        if now - last > log_every_s or ep == epochs:
+            log.info("%s epoch %d/%d: train %.4e, val %.4e (best %.4e at %d)", name, ep, epochs, tot / n, vl,
+                     best[0], best[2])
+            last = now
+        if ep - best[2] >= patience:
+            log.info("%s: early stop at epoch %d (best %.4e at %d)", name, ep, best[0], best[2])
+            break
+    member.load_state_dict(best[1])
+    hist.update(best_epoch=best[2], best_val_loss=best[0], wall_s=time.perf_counter() - t0)
+    return hist
+
+
+def source_errors(pred: NDArray, var: NDArray, R: NDArray, kn: NDArray) -> dict[str, Any]:
+    """RMSE of the ensemble mean R̂ per component and overall, relative to the target RMS, overall and
+    per ε decade; ``std_mean`` the mean ensemble standard deviation."""
+
+    def agg(mask: NDArray) -> dict:
+        if not mask.any():
+            return {"n": 0}
+        e, r = pred[mask] - R[mask], R[mask]
+        rms = np.sqrt((r ** 2).mean(0))
+        rmse = np.sqrt((e ** 2).mean(0))
+        return {"n": int(mask.sum()), "rmse": rmse.tolist(), "target_rms": rms.tolist(),
+                "rel_rmse": (rmse / np.maximum(rms, 1e-300)).tolist(),
+                "rel_rmse_all": float(np.sqrt((e ** 2).sum() / max((r ** 2).sum(), 1e-300))),
+                "std_mean": float(np.sqrt(var[mask]).mean())}
+
+    res = {"all": agg(np.ones(R.shape[0], dtype=bool)), "per_decade": {}}
+    dec = np.floor(np.log10(kn) + 1e-12).astype(int)
+    for d in np.unique(dec):
+        res["per_decade"][f"1e{d:+d}"] = agg(dec == d)
+    return res
+
+
+def predict_source(ens: Any, W: NDArray, batch: int = 65536) -> tuple[NDArray, NDArray]:
+    """Ensemble mean and variance of R̂, each (n, M)."""
+    import torch
+
+    ms, vs = [], []
+    with torch.no_grad():
+        for i in range(0, W.shape[0], batch):
+            m, v = ens.mean_var(torch.as_tensor(np.ascontiguousarray(W[i:i + batch]), dtype=torch.float64))
+            ms.append(m.numpy())
+            vs.append(v.numpy())
+    M = int(ens.M)
+    return (np.concatenate(ms) if ms else np.zeros((0, M)), np.concatenate(vs) if vs else np.zeros((0, M)))
+
+
+# ====================================================================== checkpoints
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def save_source_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
+    """Atomically write ``source.pt``: format, class, source version, constructor kwargs, state_dict,
+    package version and the JSON-like ``meta`` (β*, hashes, W range, data schema version)."""
+    import torch
+
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "class": "SourceEnsemble",
+        "source_version": SOURCE_VERSION,
+        "kwargs": dict(ens.kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in ens.state_dict().items()},
+        "package_version": __version__,
+        **json.loads(json.dumps(meta, default=_jsonable)),
+    }
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".pt")
+
+
+def load_source_checkpoint(path: str | Path, map_location: str = "cpu"):
+    """(ensemble in eval mode, metadata) from ``source.pt``, read with ``weights_only=True``.
+
+    Raises :class:`SourceCheckpointError` for a missing, unreadable or foreign file, another source
+    version or data schema version, and weights that do not fit the stored constructor kwargs.
+    """
+    import torch
+
+    from kinclose.moments.train import DATA_SCHEMA_VERSION
+
+    path = Path(path)
+    if not path.is_file():
+        raise SourceCheckpointError(f"source checkpoint {path} does not exist; train one with "
+                                    "`kinclose-train stage=source moments_ckpt=... data.root=...`")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupted zip, truncated file, forbidden type …
+        raise SourceCheckpointError(
+            f"cannot read source checkpoint {path}: the file is corrupted or truncated, or not a torch checkpoint "
+            f"({type(e).__name__}: {str(e)[:200]}); retrain or restore it") from e
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise SourceCheckpointError(f"{path} is not a kinclose source checkpoint (format {fmt!r}, expected "
+                                    f"{CHECKPOINT_FORMAT!r})")
+    if obj.get("source_version") != SOURCE_VERSION:
+        raise SourceCheckpointError(
+            f"{path} was written for source version {obj.get('source_version')!r} (package "
+            f"{obj.get('package_version')}), this code has source version {SOURCE_VERSION}; retrain with "
+            "`kinclose-train stage=source` or use the matching kinclose version")
+    if obj.get("data_schema_version") != DATA_SCHEMA_VERSION:
+        raise SourceCheckpointError(f"{path} was trained on data schema version {obj.get('data_schema_version')!r}, "
+                                    f"this code reads schema version {DATA_SCHEMA_VERSION}; retrain on relabeled data")
+    if obj.get("class") != "SourceEnsemble":
+        raise SourceCheckpointError(f"{path} holds a {obj.get('class')!r}, expected 'SourceEnsemble'")
+    if "beta" not in obj:
+        raise SourceCheckpointError(f"{path} lacks the linearization rate 'beta'; the checkpoint is incomplete")
+    if obj.get("package_version") != __version__:
+        log.warning("source checkpoint %s was written by kinclose %s, this is %s", path, obj.get("package_version"),
+                    __version__)
+    try:
+        ens = SourceEnsemble(**obj["kwargs"])
+        ens.load_state_dict(obj["state_dict"], strict=True)
+    except (TypeError, RuntimeError, KeyError, ValueError) as e:
+        raise SourceCheckpointError(f"{path}: weights do not fit the ensemble they claim ({str(e)[:300]}); the "
+                                    "checkpoint is inconsistent, retrain it") from e
+    ens.to(map_location).eval()
+    return ens, {k: v for k, v in obj.items() if k != "state_dict"}
+
+
+# ====================================================================== runtime plug-in
+class LearnedSource:
+    """Collision source of the reduced solver from a trained :class:`SourceEnsemble` (NumPy in/out).
+
+    ``rate(W)`` : (n, M) → R̂(W) (n, M), the ensemble mean (float64 torch, no gradients);
+    ``beta`` : the penalisation rate β of the Filbet–Jin splitting (metadata ``beta.beta_q99``, or
+    ``beta_eq`` if that is missing); ``w_eq`` : (M,) the anchor W_eq.
+    """
+
+    def __init__(self, ensemble: Any, meta: dict | None = None) -> None:
+        self.ensemble = ensemble.eval()
+        self.meta = dict(meta or {})
+        self.n_moments = int(ensemble.M)
+        self.w_eq = ensemble.w_eq.detach().cpu().numpy().astype(float)
+        b = self.meta.get("beta", {})
+        beta = b.get("beta_q99", math.nan) if isinstance(b, dict) else math.nan
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
+            beta = b.get("beta_eq", 1.0) if isinstance(b, dict) else 1.0
+        self.beta = float(beta)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "LearnedSource":
+        ens, meta = load_source_checkpoint(path)
+        return cls(ens, meta)
+
+    def rate(self, W: NDArray) -> NDArray:
+        import torch
+
+        with torch.no_grad():
+            return self.ensemble(torch.as_tensor(np.ascontiguousarray(W, dtype=float))).numpy()
+
+
+class BGKSource:
+    """R̂ = W_eq − W with β = 1: the exact BGK source as a source object (tests, reference runs)."""
+
+    def __init__(self, w_eq: NDArray, beta: float = 1.0) -> None:
+        self.w_eq = np.asarray(w_eq, dtype=float)
+        self.n_moments = self.w_eq.size
+        self.beta = float(beta)
+
+    def rate(self, W: NDArray) -> NDArray:
+        return self.w_eq[None, :] - W
+
+
+# ====================================================================== plots
+def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kinclose.plotting import use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for i, h in enumerate(hists):
+        c = f"C{i % 10}"
+        ep = np.asarray(h["epoch"])
+        ax.semilogy(ep[1:], np.asarray(h["train_loss"])[1:], color=c, lw=0.8, ls="--")
+        ax.semilogy(ep, h["val_loss"], color=c, lw=1.2, label=f"member {i} (best {h['best_epoch']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("standardized MSE of R̂ (dashed: train)")
+    ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+# ====================================================================== stage
+def _file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
+    """Train the source ensemble of ``cfg`` (conf/train.yaml with stage=source) into ``run_dir``.
+
+    ``cfg.moments_ckpt`` names the moments checkpoint (its encoder defines W); ``cfg.data`` a
+    Boltzmann-labeled dataset (with /Qg, /Qh). Returns the metrics dict (also ``metrics.json``).
+    """
+    import torch
+    from omegaconf import OmegaConf
+
+    from kinclose.closure.train import w_range
+    from kinclose.moments.train import DATA_SCHEMA_VERSION, load_checkpoint, resolve_device, split
+
+    st = cfg.stage
+    run_dir = Path(run_dir if run_dir is not None else cfg.get("run_dir", "outputs/train/source"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = cfg.get("moments_ckpt")
+    if not ckpt:
+        raise SourceCheckpointError("stage=source needs the moments checkpoint: add moments_ckpt=PATH/moments.pt "
+                                    "(written by `kinclose-train stage=moments`)")
+    if int(st.K) < 1:
+        raise ValueError(f"stage.K={st.K} must be >= 1 (>= 4 for a useful ensemble variance)")
+    seed = int(cfg.seed)
+    device = resolve_device(str(cfg.device))
+    if device == "cpu" and cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    t0 = time.perf_counter()
+    moments, mmeta = load_checkpoint(ckpt)
+    moments_hash = _file_sha256(ckpt)
+    encoder = moments.encoder
+    data = load_source_dataset(cfg.data.root, moments.grid, str(st.interpolation), cfg.data.get("max_samples_per_shard"),
+                               seed, bool(cfg.data.get("verify_checksums", True)))
+    W, R = source_targets(encoder, data.G, data.H, data.QG, data.QH, data.nu)
+    w_eq = moments.w_eq().detach().cpu().numpy()
+    itr, iva, how = split(data, float(cfg.data.val_fraction), seed, str(cfg.data.get("split", "auto")))
+    log.info("source targets: %d samples (%d train, %d validation, split by %s), %.1f s", len(data), itr.size,
+             iva.size, how, time.perf_counter() - t0)
+    ens = SourceEnsemble(M=int(moments.M), K=int(st.K), hidden=list(st.hidden), activation=str(st.activation),
+                         seed=seed)
+    ens.set_statistics(source_statistics(W[itr], R[itr], w_eq))
+    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    tr, va = (tt(W[itr]), tt(R[itr])), (tt(W[iva]), tt(R[iva]))
+    hists = []
+    for i, mem in enumerate(ens.members):
+        hists.append(fit_source_member(mem, tr, va, epochs=int(st.epochs), batch_size=int(st.batch_size),
+                                       lr=float(st.lr), patience=int(st.patience), seed=seed * 1009 + i + 1,
+                                       lr_final_factor=float(st.get("lr_final_factor", 0.05)),
+                                       weight_decay=float(st.get("weight_decay", 0.0)), name=f"source member {i}"))
+    ens.eval()
+    p_va, v_va = predict_source(ens, W[iva])
+    p_tr, v_tr = predict_source(ens, W[itr])
+    err_va = source_errors(p_va, v_va, R[iva], data.kn[iva])
+    err_tr = source_errors(p_tr, v_tr, R[itr], data.kn[itr])
+    # the BGK source W_eq − W as a baseline model of the Boltzmann R̂ (how much is learned beyond BGK)
+    bgk_va = source_errors(w_eq[None, :] - W[iva], np.zeros_like(v_va), R[iva], data.kn[iva])
+    beta = linearization_rates(ens, w_eq, W[itr], int(st.get("beta_states", 2000)), np.random.default_rng(seed))
+    rng_W = w_range(W[itr])
+    metrics = {
+        "stage": "source", "encoder": mmeta["kwargs"]["encoder"], "M": int(moments.M), "K": ens.K,
+        "device": device, "seed": seed, "package_version": __version__, "data": data.info,
+        "moments_checkpoint": str(ckpt), "moments_checkpoint_sha256": moments_hash,
+        "n_train": int(itr.size), "n_val": int(iva.size), "split": how, "W_eq": w_eq.tolist(), "W_range": rng_W,
+        "anchor_defect": float(np.abs(predict_source(ens, w_eq[None])[0]).max()),
+        "first_val_loss": [h["val_loss"][0] for h in hists], "best_val_loss": [h["best_val_loss"] for h in hists],
+        "best_epoch": [h["best_epoch"] for h in hists], "beta": beta,
+        "val": err_va, "train": err_tr, "val_bgk_baseline": bgk_va, "history": hists,
+        "wall_s": time.perf_counter() - t0, "model_kwargs": ens.kwargs,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    meta = {
+        "data_schema_version": DATA_SCHEMA_VERSION, "dataset_hash": data.info["dataset_hash"],
+        "moments_checkpoint_sha256": moments_hash, "moments_kwargs": mmeta["kwargs"], "W_range": rng_W,
+        "beta": beta, "omega_convention": "nu = rho T^(1-omega) / mu_ref",
+        "extra": {"val_rel_rmse": err_va["all"]["rel_rmse_all"],
+                  "val_bgk_baseline_rel_rmse": bgk_va["all"]["rel_rmse_all"]},
+    }
+    save_source_checkpoint(run_dir / CHECKPOINT_NAME, ens, meta)
+    metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    plot_learning_curves(hists, run_dir / "learning_curve.png",
+                         f"source on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}")
+    log.info("source: validation rel RMSE %.3e (BGK source W_eq - W: %.3e), beta_eq %.3g, beta_q99 %.3g -> %s",
+             err_va["all"]["rel_rmse_all"], bgk_va["all"]["rel_rmse_all"], beta["beta_eq"], beta["beta_q99"], run_dir)
+    return metrics

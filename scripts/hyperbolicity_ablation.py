@@ -1,0 +1,129 @@
+"""Hyperbolicity ablation of the MLC closure (issue 6): closures trained with the hyperbolicity penalty
+weight 0, 0.1 and 1 (``kinclose.closure.hyperbolicity``), compared on their spectrum over dataset states,
+the Mach 5.5 shock and the Knudsen sweep on 64 and 128 cells.
+
+    python scripts/hyperbolicity_ablation.py ['closures=[{name: a, path: "pretrained:mlc_small"}]'] [sweep.nxs=[64]] [out_dir=results]
+
+Writes ``results/hyperbolicity_ablation.md`` / ``.json``. Config: ``kinclose/conf/hyperbolicity_ablation.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from kinclose.bench.shock import field_errors, model_options, solve_model
+from kinclose.bench.sweep import FIELDS, run_sweep
+from kinclose.io import atomic_write_json, atomic_write_text
+from kinclose.physics import rankine_hugoniot
+
+log = logging.getLogger("hyperbolicity_ablation")
+
+
+def spectrum(closure: str, W: np.ndarray, kn: np.ndarray) -> dict[str, Any]:
+    """Fraction of states with complex eigenvalues (all, and ε ≥ 1), speeds max|Re λ̂| (median, 99 %, max)."""
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.pretrained import resolve
+
+    cl = LearnedClosure.from_checkpoint(resolve(closure))
+    d = cl.flux_jacobian_eigenvalues(np.tile([1.0, 0.0, 1.5], (W.shape[0], 1)), W)
+    cplx = d["complex_mask"].any(1)
+    sp = np.abs(d["eigenvalues"].real).max(1)
+    return {"states_complex": float(cplx.mean()), "states_complex_kn_ge_1": float(cplx[kn >= 1].mean()),
+            "speed_median": float(np.median(sp)), "speed_q99": float(np.quantile(sp, 0.99)),
+            "speed_max": float(sp.max())}
+
+
+def dataset_states(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+    from kinclose.closure.targets import encode
+    from kinclose.moments.train import load_checkpoint, load_dataset
+
+    mck = cfg.moments_ckpt
+    if mck == "pretrained_moments":
+        mck = str(files("kinclose.pretrained") / "mlc_small" / "moments.pt")
+    mom, _ = load_checkpoint(mck)
+    data = load_dataset(cfg.dataset, mom.grid, "logcubic", 60, 0, True)
+    W = encode(mom.encoder, data.G, data.H)
+    idx = np.random.default_rng(0).choice(len(W), min(int(cfg.spectrum_states), len(W)), replace=False)
+    return W[idx], np.asarray(data.kn, dtype=float)[idx]
+
+
+def markdown(res: dict[str, Any]) -> str:
+    names = list(res["closures"])
+    lines = ["# Hyperbolicity ablation of the MLC closure", "",
+             "Closures trained with the same moments, data and seed; hyperbolicity penalty weight w "
+             "(`stage.hyperbolicity.weight`, s_max = 4). Config `kinclose/conf/hyperbolicity_ablation.yaml`, "
+             "command `python scripts/hyperbolicity_ablation.py`.", "",
+             f"## Spectrum of the closed system on {res['n_states']} dataset states (ρ = 1, u = 0, T = 1)", "",
+             "| closure | states with complex λ | same, ε ≥ 1 | max \\|Re λ̂\\| median / 99 % / max |", "|---|---|---|---|"]
+    for n in names:
+        s = res["closures"][n]["spectrum"]
+        lines.append(f"| {n} | {s['states_complex']:.1%} | {s['states_complex_kn_ge_1']:.1%} | "
+                     f"{s['speed_median']:.2f} / {s['speed_q99']:.2f} / {s['speed_max']:.2f} |")
+    lines += ["", f"## Mach {res['mach']} shock (BGK, ω = 0.5): relative L2 errors against the DVM", "",
+              "| closure | 1/δ_ρ | " + " | ".join(FIELDS) + " | steady |", "|---|" + "---|" * (len(FIELDS) + 2)]
+    ref = res["shock_dvm_inv_density_thickness"]
+    lines.append(f"| dvm | {ref:.4f} | " + " | ".join("—" for _ in FIELDS) + " | yes |")
+    for n in names:
+        s = res["closures"][n]["shock"]
+        if "error" in s:
+            lines.append(f"| {n} | failed: {s['error']} |")
+            continue
+        lines.append(f"| {n} | {s['inv_density_thickness']:.4f} | "
+                     + " | ".join(f"{s['errors'][f + '_L2']:.2%}" for f in FIELDS)
+                     + f" | {'yes' if s['converged'] else 'no'} |")
+    for nx, table in res["sweeps"].items():
+        kns = table["kns"]
+        lines += ["", f"## Knudsen sweep on {nx} cells (relative L2 errors at t = {res['sweep']['t_end']}; "
+                  "definitions of `results/knudsen_sweep.md`)", "",
+                  "| closure | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
+        for n in names:
+            e = table["models"][n]["errors"]
+            for f in FIELDS:
+                lines.append(f"| {n} | {f} | " + " | ".join(f"{v:.2%}" for v in e[f]) + " |")
+        if table["failures"]:
+            lines.append("")
+            lines.append(f"failures: {len(table['failures'])} (listed in the JSON)")
+    return "\n".join(lines) + "\n"
+
+
+@hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="hyperbolicity_ablation")
+def main(cfg: DictConfig) -> None:
+    closures = {str(c.name): str(c.path) for c in cfg.closures}
+    W, kn = dataset_states(cfg)
+    states = rankine_hugoniot(float(cfg.mach))
+    base = OmegaConf.create({"overrides": {}})
+    ref, ref_row = solve_model(states, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))
+    res: dict[str, Any] = {"mach": float(cfg.mach), "n_states": int(W.shape[0]),
+                           "shock_dvm_inv_density_thickness": ref_row["inv_density_thickness"],
+                           "sweep": OmegaConf.to_container(cfg.sweep, resolve=True), "closures": {}, "sweeps": {},
+                           "config": OmegaConf.to_container(cfg, resolve=True)}
+    for name, path in closures.items():
+        entry: dict[str, Any] = {"closure": path, "spectrum": spectrum(path, W, kn)}
+        opts = dict(model_options(base, "mlc"), closure=path)
+        try:
+            prof, row = solve_model(states, "mlc", collision="bgk", omega=0.5, options=opts)
+            entry["shock"] = {**row, "errors": field_errors(prof, ref)}
+        except Exception as exc:  # a failed model is a result
+            entry["shock"] = {"error": f"{type(exc).__name__}: {exc}"}
+        res["closures"][name] = entry
+        log.info("%s: spectrum %s, shock %s", name, entry["spectrum"], entry["shock"].get("errors"))
+    sw = cfg.sweep
+    models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max)} for n, p in closures.items()}
+    for nx in sw.nxs:
+        res["sweeps"][str(int(nx))] = run_sweep(list(sw.kns), models, int(sw.n_cases), int(sw.seed), int(nx),
+                                                float(sw.t_end), list(sw.kinds), "dvm", {"nv": 96}, 4)
+        log.info("sweep nx=%d done", int(nx))
+    out = cfg.out_dir
+    atomic_write_json(f"{out}/hyperbolicity_ablation.json", res)
+    atomic_write_text(f"{out}/hyperbolicity_ablation.md", markdown(res))
+    log.info("wrote %s/hyperbolicity_ablation.md", out)
+
+
+if __name__ == "__main__":
+    main()
