@@ -50,8 +50,8 @@ def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Ten
         delta = (u - u0) / torch.sqrt(T0)
         tau = torch.sqrt(T / T0)
     else:
-        delta = torch.zeros(n, dtype=P.dtype)
-        tau = torch.ones(n, dtype=P.dtype)
+        delta = torch.zeros(n, dtype=P.dtype, device=P.device)
+        tau = torch.ones(n, dtype=P.dtype, device=P.device)
     sh = stress_heat(Wt)
     m, k = frame(Wt, delta, tau)
     p = rho * T
@@ -74,9 +74,9 @@ def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Ten
     return torch.linalg.solve(JQ.transpose(1, 2), JF.transpose(1, 2)).transpose(1, 2)
 
 
-def normalized_state(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def normalized_state(n: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
     """U (n, 3) of ρ = 1, u = 0, T = 1 (E = 3/2), where λ = λ̂."""
-    return torch.tensor([1.0, 0.0, 1.5], dtype=dtype).expand(n, 3).clone()
+    return torch.tensor([1.0, 0.0, 1.5], dtype=dtype, device=device).expand(n, 3).clone()
 
 
 def hyperbolicity_penalty(lam: torch.Tensor, s_max: float) -> torch.Tensor:
@@ -88,18 +88,18 @@ def extrapolated_states(W: torch.Tensor, w_eq: torch.Tensor, stretch: float, gen
                         ) -> torch.Tensor:
     """States W_eq + s (W − W_eq), s ~ U(0, stretch) per row (n, M): the segment from equilibrium through
     each training state and beyond it, where a solver goes when it leaves the training range."""
-    s = torch.rand(W.shape[0], 1, generator=generator, dtype=W.dtype) * float(stretch)
+    s = (torch.rand(W.shape[0], 1, generator=generator, dtype=W.dtype) * float(stretch)).to(W.device)
     return w_eq[None, :] + s * (W - w_eq[None, :])
 
 
 def member_penalty(member: torch.nn.Module, W: torch.Tensor, s_max: float) -> torch.Tensor:
     """Mean hyperbolicity penalty of one :class:`~kinclose.closure.networks.ClosureMember` at W (n, M),
     differentiable in its parameters; rows whose eigen-decomposition is not finite are dropped."""
-    A = closed_flux_jacobian(member.stress_heat, member.frame, normalized_state(W.shape[0], W.dtype), W,
+    A = closed_flux_jacobian(member.stress_heat, member.frame, normalized_state(W.shape[0], W.dtype, W.device), W,
                              create_graph=True)
     ok = torch.isfinite(A).all(2).all(1)
     if not bool(ok.any()):
-        return torch.zeros((), dtype=W.dtype)
+        return torch.zeros((), dtype=W.dtype, device=W.device)
     h = hyperbolicity_penalty(torch.linalg.eigvals(A[ok]), s_max)
     h = h[torch.isfinite(h)]
-    return h.mean() if h.numel() else torch.zeros((), dtype=W.dtype)
+    return h.mean() if h.numel() else torch.zeros((), dtype=W.dtype, device=W.device)
