@@ -22,7 +22,6 @@ Writes ``<out_dir>/elt_vs_random.md|.json|.png``; shock profiles are cached next
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from kinclose.data.schema import sha256_file
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("elt_vs_random")
@@ -204,10 +204,6 @@ def heldout_fingerprint(root: Path) -> list:
     return [m["base_seed"], m["n_tasks"], [[e["task_id"], e["kn"], e["ic_kind"]] for e in m["shards"]]]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # ----------------------------------------------------------------------------- shock
 def final_closure(root: Path, state: dict) -> Path:
     it = max(h["iteration"] for h in state["history"])
@@ -225,7 +221,7 @@ def mlc_shock_cached(shock_cfg: DictConfig, closure: Path, cache: Path) -> dict[
     c = OmegaConf.create(OmegaConf.to_container(shock_cfg, resolve=True))
     c.overrides.mlc.closure = str(closure)
     opts = model_options(c, "mlc")
-    key = {"closure_sha256": _sha256(closure), "options": opts, "mach": float(c.mach), "omega": float(c.omega),
+    key = {"closure_sha256": sha256_file(closure), "options": opts, "mach": float(c.mach), "omega": float(c.omega),
            "collision": str(c.collision)}
     if cache.exists():
         old = json.loads(cache.read_text())

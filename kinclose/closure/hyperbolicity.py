@@ -92,11 +92,12 @@ def extrapolated_states(W: torch.Tensor, w_eq: torch.Tensor, stretch: float, gen
     return w_eq[None, :] + s * (W - w_eq[None, :])
 
 
-def member_penalty(member: torch.nn.Module, W: torch.Tensor, s_max: float) -> torch.Tensor:
+def member_penalty(member: torch.nn.Module, W: torch.Tensor, s_max: float, create_graph: bool = True) -> torch.Tensor:
     """Mean hyperbolicity penalty of one :class:`~kinclose.closure.networks.ClosureMember` at W (n, M),
-    differentiable in its parameters; rows whose eigen-decomposition is not finite are dropped."""
+    differentiable in its parameters unless ``create_graph=False`` (evaluation only); rows whose
+    eigen-decomposition is not finite are dropped."""
     A = closed_flux_jacobian(member.stress_heat, member.frame, normalized_state(W.shape[0], W.dtype, W.device), W,
-                             create_graph=True)
+                             create_graph=create_graph)
     ok = torch.isfinite(A).all(2).all(1)
     if not bool(ok.any()):
         return torch.zeros((), dtype=W.dtype, device=W.device)

@@ -38,8 +38,6 @@ Stage ``kinclose-train stage=source moments_ckpt=... data.root=...`` writes ``so
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -55,7 +53,8 @@ from torch import nn
 
 from kinclose import __version__
 from kinclose.closure.networks import DTYPE, mlp
-from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
+from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_checkpoint
+from kinclose.io import atomic_savefig, atomic_write_json
 from kinclose.moments.train import CheckpointError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -163,10 +162,8 @@ def load_source_dataset(root: str | Path, grid: Any, method: str = "logcubic", m
     store them), a checksum mismatch or an unreadable file, and ``VelocityCoverageError`` if the ξ grid
     leaves a cell's stored velocity nodes.
     """
-    import h5py
-
     from kinclose.moments.shape import check_coverage, to_shape
-    from kinclose.moments.train import _sha256, read_manifest
+    from kinclose.moments.train import open_shard, read_manifest
 
     root = Path(root)
     man, dhash = read_manifest(root)
@@ -174,16 +171,7 @@ def load_source_dataset(root: str | Path, grid: Any, method: str = "logcubic", m
     parts = []
     for si, entry in enumerate(man["shards"]):
         path = root / entry["file"]
-        if not path.is_file():
-            raise DatasetError(f"shard {path} listed in the manifest is missing; relabel it or fix the manifest")
-        if verify_checksums and entry.get("sha256") and _sha256(path) != entry["sha256"]:
-            raise DatasetError(f"shard {path}: sha256 differs from the manifest (corrupted or modified file); "
-                               "relabel this shard")
-        try:
-            fh = h5py.File(path, "r")
-        except OSError as e:
-            raise DatasetError(f"cannot open shard {path} as HDF5 ({e}); relabel this shard") from e
-        with fh as f:
+        with open_shard(root, entry, verify_checksums) as f:
             missing = [k for k in ("v", "g", "h", "Qg", "Qh") if k not in f]
             if missing:
                 raise DatasetError(f"shard {path} has no {', '.join('/' + k for k in missing)}: the source stage "
@@ -428,78 +416,23 @@ def predict_source(ens: Any, W: NDArray, batch: int = 65536) -> tuple[NDArray, N
 
 
 # ====================================================================== checkpoints
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
 def save_source_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
     """Atomically write ``source.pt``: format, class, source version, constructor kwargs, state_dict,
     package version and the JSON-like ``meta`` (β*, hashes, W range, data schema version)."""
-    import torch
-
-    obj = {
-        "format": CHECKPOINT_FORMAT,
-        "class": "SourceEnsemble",
-        "source_version": SOURCE_VERSION,
-        "kwargs": dict(ens.kwargs),
-        "state_dict": {k: v.detach().cpu() for k, v in ens.state_dict().items()},
-        "package_version": __version__,
-        **json.loads(json.dumps(meta, default=_jsonable)),
-    }
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".pt")
+    return save_ensemble_checkpoint(path, ens, meta, fmt=CHECKPOINT_FORMAT, kind="source", version=SOURCE_VERSION,
+                                    class_name="SourceEnsemble")
 
 
 def load_source_checkpoint(path: str | Path, map_location: str = "cpu"):
     """(ensemble in eval mode, metadata) from ``source.pt``, read with ``weights_only=True``.
 
     Raises :class:`SourceCheckpointError` for a missing, unreadable or foreign file, another source
-    version or data schema version, and weights that do not fit the stored constructor kwargs.
+    version or data schema version, a missing β*, and weights that do not fit the stored constructor kwargs.
     """
-    import torch
-
-    from kinclose.moments.train import DATA_SCHEMA_VERSION
-
-    path = Path(path)
-    if not path.is_file():
-        raise SourceCheckpointError(f"source checkpoint {path} does not exist; train one with "
-                                    "`kinclose-train stage=source moments_ckpt=... data.root=...`")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupted zip, truncated file, forbidden type …
-        raise SourceCheckpointError(
-            f"cannot read source checkpoint {path}: the file is corrupted or truncated, or not a torch checkpoint "
-            f"({type(e).__name__}: {str(e)[:200]}); retrain or restore it") from e
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise SourceCheckpointError(f"{path} is not a kinclose source checkpoint (format {fmt!r}, expected "
-                                    f"{CHECKPOINT_FORMAT!r})")
-    if obj.get("source_version") != SOURCE_VERSION:
-        raise SourceCheckpointError(
-            f"{path} was written for source version {obj.get('source_version')!r} (package "
-            f"{obj.get('package_version')}), this code has source version {SOURCE_VERSION}; retrain with "
-            "`kinclose-train stage=source` or use the matching kinclose version")
-    if obj.get("data_schema_version") != DATA_SCHEMA_VERSION:
-        raise SourceCheckpointError(f"{path} was trained on data schema version {obj.get('data_schema_version')!r}, "
-                                    f"this code reads schema version {DATA_SCHEMA_VERSION}; retrain on relabeled data")
-    if obj.get("class") != "SourceEnsemble":
-        raise SourceCheckpointError(f"{path} holds a {obj.get('class')!r}, expected 'SourceEnsemble'")
-    if "beta" not in obj:
-        raise SourceCheckpointError(f"{path} lacks the linearization rate 'beta'; the checkpoint is incomplete")
-    if obj.get("package_version") != __version__:
-        log.warning("source checkpoint %s was written by kinclose %s, this is %s", path, obj.get("package_version"),
-                    __version__)
-    try:
-        ens = SourceEnsemble(**obj["kwargs"])
-        ens.load_state_dict(obj["state_dict"], strict=True)
-    except (TypeError, RuntimeError, KeyError, ValueError) as e:
-        raise SourceCheckpointError(f"{path}: weights do not fit the ensemble they claim ({str(e)[:300]}); the "
-                                    "checkpoint is inconsistent, retrain it") from e
-    ens.to(map_location).eval()
-    return ens, {k: v for k, v in obj.items() if k != "state_dict"}
+    return load_ensemble_checkpoint(path, fmt=CHECKPOINT_FORMAT, kind="source", version=SOURCE_VERSION,
+                                    build=SourceEnsemble, class_name="SourceEnsemble", error=SourceCheckpointError,
+                                    stage="kinclose-train stage=source", required=(("beta", "linearization rate"),),
+                                    map_location=map_location)
 
 
 # ====================================================================== runtime plug-in
@@ -572,14 +505,6 @@ def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None
 
 
 # ====================================================================== stage
-def _file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Train the source ensemble of ``cfg`` (conf/train.yaml with stage=source) into ``run_dir``.
 
@@ -589,7 +514,7 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from kinclose.closure.train import w_range
+    from kinclose.closure.train import file_sha256, w_range
     from kinclose.moments.train import DATA_SCHEMA_VERSION, load_checkpoint, resolve_device, split
 
     st = cfg.stage
@@ -607,7 +532,7 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
         torch.set_num_threads(int(cfg.threads))
     t0 = time.perf_counter()
     moments, mmeta = load_checkpoint(ckpt)
-    moments_hash = _file_sha256(ckpt)
+    moments_hash = file_sha256(ckpt)
     encoder = moments.encoder
     data = load_source_dataset(cfg.data.root, moments.grid, str(st.interpolation), cfg.data.get("max_samples_per_shard"),
                                seed, bool(cfg.data.get("verify_checksums", True)))

@@ -27,8 +27,6 @@ and ``learning_curve.png``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import time
@@ -39,8 +37,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose import __version__
+from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_checkpoint
 from kinclose.closure.targets import ClosureTargets, FrameSampling, build_targets, identity_defect
-from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
+from kinclose.data.schema import sha256_file
+from kinclose.io import atomic_savefig, atomic_write_json
 from kinclose.moments.train import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,8 @@ class ClosureCheckpointError(CheckpointError):
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex SHA-256 of a file (checkpoint provenance)."""
+    return sha256_file(path)
 
 
 # ====================================================================== statistics
@@ -199,7 +196,7 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
         data = _batched_loss(member, val, weights)
         if hyp is None:
             return data, 0.0
-        pen = float(member_penalty(member, W_pen, hyp.s_max).detach())
+        pen = float(member_penalty(member, W_pen, hyp.s_max, create_graph=False).detach())
         return data + hyp.weight * pen, pen
 
     v0, p0 = val_loss()
@@ -333,26 +330,8 @@ def characteristic_speeds(ens: Any, W: NDArray, w_eq: NDArray, xi_max: float, rn
 
 def save_closure_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
     """Atomically write ``closure.pt``; ``meta`` holds JSON-like provenance (hashes, ranges, config)."""
-    import torch
-
-    obj = {
-        "format": CHECKPOINT_FORMAT,
-        "class": type(ens).__name__,
-        "closure_version": CLOSURE_VERSION,
-        "kwargs": dict(ens.kwargs),
-        "state_dict": {k: v.detach().cpu() for k, v in ens.state_dict().items()},
-        "package_version": __version__,
-        **json.loads(json.dumps(meta, default=_jsonable)),
-    }
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".pt")
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+    return save_ensemble_checkpoint(path, ens, meta, fmt=CHECKPOINT_FORMAT, kind="closure", version=CLOSURE_VERSION,
+                                    class_name=type(ens).__name__)
 
 
 def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
@@ -361,47 +340,11 @@ def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
     Raises :class:`ClosureCheckpointError` for a missing, unreadable or foreign file, another closure
     version or data schema version, and weights that do not fit the stored constructor kwargs.
     """
-    import torch
-
     from kinclose.closure.networks import Ensemble
-    from kinclose.moments.train import DATA_SCHEMA_VERSION
 
-    path = Path(path)
-    if not path.is_file():
-        raise ClosureCheckpointError(f"closure checkpoint {path} does not exist; train one with "
-                                     "`kinclose-train stage=closure moments_ckpt=... data.root=...`")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupted zip, truncated file, unpickling of a forbidden type …
-        raise ClosureCheckpointError(
-            f"cannot read closure checkpoint {path}: the file is corrupted or truncated, or not a torch checkpoint "
-            f"({type(e).__name__}: {str(e)[:200]}); retrain or restore it") from e
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise ClosureCheckpointError(f"{path} is not a kinclose closure checkpoint (format {fmt!r}, expected "
-                                     f"{CHECKPOINT_FORMAT!r})")
-    if obj.get("closure_version") != CLOSURE_VERSION:
-        raise ClosureCheckpointError(
-            f"{path} was written for closure version {obj.get('closure_version')!r} (package "
-            f"{obj.get('package_version')}), this code has closure version {CLOSURE_VERSION}; retrain with "
-            "`kinclose-train stage=closure` or use the matching kinclose version")
-    if obj.get("data_schema_version") != DATA_SCHEMA_VERSION:
-        raise ClosureCheckpointError(f"{path} was trained on data schema version {obj.get('data_schema_version')!r}, "
-                                     f"this code reads schema version {DATA_SCHEMA_VERSION}; retrain on relabeled data")
-    if obj.get("class") != Ensemble.__name__:
-        raise ClosureCheckpointError(f"{path} holds a {obj.get('class')!r}, expected {Ensemble.__name__!r}")
-    if obj.get("package_version") != __version__:
-        log.warning("closure checkpoint %s was written by kinclose %s, this is %s", path, obj.get("package_version"),
-                    __version__)
-    try:
-        ens = Ensemble(**obj["kwargs"])
-        ens.load_state_dict(obj["state_dict"], strict=True)
-    except (TypeError, RuntimeError, KeyError, ValueError) as e:
-        raise ClosureCheckpointError(f"{path}: weights do not fit the ensemble they claim ({str(e)[:300]}); the "
-                                     "checkpoint is inconsistent, retrain it") from e
-    ens.to(map_location).eval()
-    meta = {k: v for k, v in obj.items() if k != "state_dict"}
-    return ens, meta
+    return load_ensemble_checkpoint(path, fmt=CHECKPOINT_FORMAT, kind="closure", version=CLOSURE_VERSION,
+                                    build=Ensemble, class_name=Ensemble.__name__, error=ClosureCheckpointError,
+                                    stage="kinclose-train stage=closure", map_location=map_location)
 
 
 # ====================================================================== plots

@@ -15,13 +15,13 @@ for "jump", a smoothed Riemann-like jump; ε is the VHS Knudsen number of kinclo
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from kinclose import __version__
+from kinclose.data.schema import sha256_file
 from kinclose.io import atomic_write, atomic_write_json
 from kinclose.kinetic.grid import VelocityGrid
 from kinclose.kinetic.moments import conserved
@@ -29,14 +29,6 @@ from kinclose.kinetic.solver import DVMSolver
 from kinclose.physics import mu_ref_for_knudsen
 
 SCHEMA_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def random_initial_state(nx: int, rng: np.random.Generator, kind: str = "waves",
@@ -107,7 +99,7 @@ def write_shard(path: Path, task_id: int, kn: float, rng: np.random.Generator, n
             f["fields"] = F
 
     atomic_write(path, _write)
-    return {"file": path.name, "task_id": task_id, "samples": int(nt * nx), "sha256": _sha256(path),
+    return {"file": path.name, "task_id": task_id, "samples": int(nt * nx), "sha256": sha256_file(path),
             "kn": kn, "ic_kind": kind}
 
 

@@ -91,12 +91,23 @@ class ShapeData:
                          self.kn[idx], self.shard[idx], self.eta_full[idx], dict(self.info))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def open_shard(root: Path, entry: dict, verify_checksums: bool = True) -> Any:
+    """The shard of manifest ``entry`` as an open (read-only) h5py File, after checking that it exists and
+    (with ``verify_checksums``) that its sha256 matches the manifest; :class:`DatasetError` otherwise."""
+    import h5py
+
+    from kinclose.data.schema import sha256_file
+
+    path = Path(root) / entry["file"]
+    if not path.is_file():
+        raise DatasetError(f"shard {path} listed in the manifest is missing; relabel it or fix the manifest")
+    if verify_checksums and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise DatasetError(f"shard {path}: sha256 differs from the manifest (corrupted or modified file); "
+                           "relabel this shard")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(f"cannot open shard {path} as HDF5 ({e}); relabel this shard") from e
 
 
 def read_manifest(root: str | Path) -> tuple[dict, str]:
@@ -134,8 +145,6 @@ def load_dataset(
     Stops with :class:`DatasetError` (schema, checksum, layout) or :class:`VelocityCoverageError`
     (counts of uncovered cells over the whole dataset and the fix) before any training.
     """
-    import h5py
-
     root = Path(root)
     man, dhash = read_manifest(root)
     rng = np.random.default_rng(seed)
@@ -145,16 +154,7 @@ def load_dataset(
     v_lo, v_hi = math.inf, -math.inf
     for si, entry in enumerate(man["shards"]):
         path = root / entry["file"]
-        if not path.is_file():
-            raise DatasetError(f"shard {path} listed in the manifest is missing; relabel it or fix the manifest")
-        if verify_checksums and entry.get("sha256") and _sha256(path) != entry["sha256"]:
-            raise DatasetError(f"shard {path}: sha256 differs from the manifest (corrupted or modified file); "
-                               "relabel this shard")
-        try:
-            fh = h5py.File(path, "r")
-        except OSError as e:
-            raise DatasetError(f"cannot open shard {path} as HDF5 ({e}); relabel this shard") from e
-        with fh as f:
+        with open_shard(root, entry, verify_checksums) as f:
             ver = f.attrs.get("schema_version")
             if ver is None or int(ver) != DATA_SCHEMA_VERSION:
                 raise DatasetError(f"shard {path}: schema_version {ver!r}, this code reads {DATA_SCHEMA_VERSION}")
