@@ -134,10 +134,8 @@ class Loop:
 
     def train(self, it: int) -> dict[str, Any]:
         """Moments then closure on all labels so far; returns their metrics."""
-        from hydra import compose, initialize_config_module
-        from hydra.core.global_hydra import GlobalHydra
-
         from kinclose.closure.train import train_closure
+        from kinclose.conf import compose
         from kinclose.moments.train import train_moments
 
         d = self.itdir(it)
@@ -146,15 +144,9 @@ class Loop:
         extra_m = [f"stage.{k}={v}" for k, v in (self.cfg.moments or {}).items()]
         extra_c = [f"stage.{k}={v}" for k, v in (self.cfg.closure or {}).items()]
 
-        def _compose(overrides: list[str]):
-            if GlobalHydra.instance().is_initialized():
-                return compose(config_name="train", overrides=overrides)
-            with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
-                return compose(config_name="train", overrides=overrides)
-
-        mcfg = _compose(["stage=moments", *common, *extra_m])
+        mcfg = compose("train", ["stage=moments", *common, *extra_m])
         mm = train_moments(mcfg, d / "moments")
-        ccfg = _compose(["stage=closure", f"moments_ckpt={d / 'moments' / 'moments.pt'}", *common, *extra_c])
+        ccfg = compose("train", ["stage=closure", f"moments_ckpt={d / 'moments' / 'moments.pt'}", *common, *extra_c])
         cm = train_closure(ccfg, d / "closure")
         return {"moments": _scalars(mm), "closure": _scalars(cm)}
 

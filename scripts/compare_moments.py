@@ -1,9 +1,9 @@
 """Learned generalized moments vs Hermite moments (DESIGN §5): reconstruction and entropy errors.
 
-    python scripts/compare_moments.py --root data/small [--out results] [--M 1 2 3 4 5 6]
-        [--epochs 40] [--max-samples-per-shard 256] [--hermite-basis orders graded]
-        [--synthetic N]   # no manifest under --root: first label N small BGK shards with the DVM
+    python scripts/compare_moments.py [M=[3]] [hermite_basis=[orders]] [epochs=20] [out_dir=results]
 
+Config: ``kinclose/conf/compare_moments.yaml``. When ``root`` has no ``manifest.json`` the dataset is
+labeled there first with the ``dataset`` settings (the labeling pipeline of ``kinclose-label``, serial).
 For every M and model (learned; Hermite with each basis) the same autoencoder (decoder, loss
 ‖Δ(ĝ, ĥ)‖² + λ_η Δη̂², optimizer, epochs, seed) is trained on the training cells and evaluated on
 the held-out cells (held-out shards when there are ≥ 5, else random cells); the final epoch's
@@ -12,17 +12,18 @@ cell: relative L2 error of the shape (ĝ, ĥ) — equal to that of (g, h/T) in v
 entropy error per unit mass |η − η_Φ|/ρ; reported overall and per ε decade (ε = VHS Knudsen
 number of the shard, kinclose.physics).
 
-Writes <out>/moments_table.md, <out>/moments_table.json and <out>/moments_error.png.
+Writes <out_dir>/moments_table.md, <out_dir>/moments_table.json and <out_dir>/moments_error.png.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
 from kinclose import __version__
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
@@ -30,93 +31,81 @@ from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
 log = logging.getLogger("compare_moments")
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default="data/small", help="dataset directory with manifest.json")
-    p.add_argument("--out", default="results", help="output directory")
-    p.add_argument("--M", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    p.add_argument("--hermite-basis", nargs="+", default=["orders", "graded"], choices=["orders", "graded"])
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--lambda-eta", type=float, default=1.0)
-    p.add_argument("--encoder-hidden", type=int, nargs="+", default=[32, 32])
-    p.add_argument("--decoder-hidden", type=int, nargs="+", default=[64, 64])
-    p.add_argument("--xi-max", type=float, default=8.0)
-    p.add_argument("--n-xi", type=int, default=128)
-    p.add_argument("--max-samples-per-shard", type=int, default=None)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--split", default="auto", choices=["auto", "shard", "cell"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--synthetic", type=int, default=0,
-                   help="if --root has no manifest.json, write this many synthetic BGK shards there first")
-    return p.parse_args(argv)
+def ensure_dataset(cfg: DictConfig) -> Path:
+    """The dataset root; labeled with ``cfg.dataset`` first when it has no manifest."""
+    root = Path(cfg.root)
+    if not (root / "manifest.json").is_file():
+        from kinclose.data.label import DatasetSpec
+        from kinclose.data.runner import ClusterSpec, label_dataset
+
+        spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset, resolve=True))
+        log.info("no manifest.json in %s: labeling %d tasks of dataset %s there first", root, spec.n_tasks, spec.name)
+        label_dataset(spec, root, ClusterSpec(kind="serial"), progress=None)
+    return root
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def compare(cfg: DictConfig) -> dict[str, Any]:
+    """Train and evaluate every (M, encoder); returns the result dict written to moments_table.json."""
     import torch
 
     from kinclose.moments.decoders import MomentAutoencoder
     from kinclose.moments.shape import XiGrid
     from kinclose.moments.train import evaluate, fit, load_dataset, resolve_device, split, summarize
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    root = Path(args.root)
-    synthetic = False
-    if not (root / "manifest.json").is_file():
-        if not args.synthetic:
-            sys.exit(f"compare_moments: no manifest.json in {root}; label a dataset first or pass --synthetic N")
-        from kinclose.moments._synthetic import write_dataset
-
-        log.info("writing %d synthetic BGK shards into %s", args.synthetic, root)
-        write_dataset(root, n_shards=args.synthetic, seed=args.seed, kn_range=(1e-3, 10.0), nx=64, nv=96, nt=9,
-                      t_end=0.2)
-        synthetic = True
-    device = resolve_device(args.device)
-    grid = XiGrid(args.xi_max, args.n_xi)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    root = ensure_dataset(cfg)
+    device = resolve_device(str(cfg.device))
+    grid = XiGrid(float(cfg.xi_max), int(cfg.n_xi))
     t0 = time.perf_counter()
-    data = load_dataset(root, grid, max_samples_per_shard=args.max_samples_per_shard, seed=args.seed)
-    itr, iva, how = split(data, args.val_fraction, args.seed, args.split)
+    data = load_dataset(root, grid, max_samples_per_shard=cfg.max_samples_per_shard, seed=int(cfg.seed))
+    itr, iva, how = split(data, float(cfg.val_fraction), int(cfg.seed), str(cfg.split))
     train, val = data.subset(itr), data.subset(iva)
     log.info("%d samples: %d train, %d held out (%s split); loaded in %.1f s", len(data), len(train), len(val), how,
              time.perf_counter() - t0)
-    variants = [("learned", "orders")] + [("hermite", b) for b in args.hermite_basis]
+    variants = [("learned", "orders")] + [("hermite", str(b)) for b in cfg.hermite_basis]
     rows = []
-    for M in args.M:
+    for M in cfg.M:
         for kind, basis in variants:
             name = "learned" if kind == "learned" else f"hermite-{basis}"
-            torch.manual_seed(args.seed)
-            model = MomentAutoencoder(kind, M, args.xi_max, args.n_xi, args.encoder_hidden, args.decoder_hidden, basis)
+            torch.manual_seed(int(cfg.seed))
+            model = MomentAutoencoder(kind, int(M), float(cfg.xi_max), int(cfg.n_xi), list(cfg.encoder_hidden),
+                                      list(cfg.decoder_hidden), basis)
             t1 = time.perf_counter()
-            hist = fit(model, train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       lambda_eta=args.lambda_eta, seed=args.seed, device=device, progress=False)
-            ev = evaluate(model, val, args.lambda_eta, device=device)
+            hist = fit(model, train, val, epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), lr=float(cfg.lr),
+                       lambda_eta=float(cfg.lambda_eta), seed=int(cfg.seed), device=device, progress=False)
+            ev = evaluate(model, val, float(cfg.lambda_eta), device=device)
             summ = summarize(ev, val.kn)
-            rows.append({"model": name, "M": M, "wall_s": time.perf_counter() - t1, "best_epoch": hist["best_epoch"],
-                         "val": summ, "val_loss_curve": hist["val_loss"], "train_loss_curve": hist["train_loss"]})
+            rows.append({"model": name, "M": int(M), "wall_s": time.perf_counter() - t1,
+                         "best_epoch": hist["best_epoch"], "val": summ, "val_loss_curve": hist["val_loss"],
+                         "train_loss_curve": hist["train_loss"]})
             log.info("%-16s M=%d: held-out rel L2 mean %.3e (median %.3e), |dEta| mean %.2e, %.1f s", name, M,
                      summ["all"]["rel_l2_mean"], summ["all"]["rel_l2_median"], summ["all"]["eta_abs_mean"],
                      rows[-1]["wall_s"])
-    out = Path(args.out)
-    result = {
-        "package_version": __version__, "dataset": data.info, "synthetic_dataset": synthetic, "split": how,
-        "n_train": len(train), "n_val": len(val), "device": device, "args": vars(args), "rows": rows,
+    result: dict[str, Any] = {
+        "package_version": __version__, "dataset": data.info, "split": how, "n_train": len(train), "n_val": len(val),
+        "device": device, "config": OmegaConf.to_container(cfg, resolve=True), "rows": rows,
         "wall_s": time.perf_counter() - t0,
     }
-    by = {(r["model"], r["M"]): r["val"]["all"]["rel_l2_mean"] for r in rows}
-    for b in args.hermite_basis:
+    by = {(r["model"], r["M"]): r["val"] for r in rows}
+    for b in cfg.hermite_basis:
         if ("learned", 3) in by and (f"hermite-{b}", 3) in by:
-            result[f"ratio_learned_to_hermite_{b}_M3"] = by[("learned", 3)] / by[(f"hermite-{b}", 3)]
+            le, he = by[("learned", 3)], by[(f"hermite-{b}", 3)]
+            result[f"ratio_learned_to_hermite_{b}_M3"] = le["all"]["rel_l2_mean"] / he["all"]["rel_l2_mean"]
+            result[f"ratio_learned_to_hermite_{b}_M3_per_decade"] = {
+                d: le["per_decade"][d]["rel_l2_mean"] / he["per_decade"][d]["rel_l2_mean"]
+                for d in le["per_decade"] if d in he["per_decade"]}
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="compare_moments")
+def main(cfg: DictConfig) -> None:
+    result = compare(cfg)
+    out = Path(cfg.out_dir)
     atomic_write_json(out / "moments_table.json", result)
     atomic_write_text(out / "moments_table.md", table_md(result))
     plot(result, out / "moments_error.png")
     log.info("wrote %s/moments_table.{md,json}, moments_error.png (%.0f s)", out, result["wall_s"])
-    return result
 
 
 def table_md(res: dict) -> str:
@@ -125,9 +114,10 @@ def table_md(res: dict) -> str:
     lines = [
         "# Generalized moments: learned vs Hermite (held-out cells)",
         "",
-        f"Dataset `{info['root']}` ({'synthetic BGK DVM, ' if res['synthetic_dataset'] else ''}{info['n_shards']} "
-        f"shards, hash {info['dataset_hash'][:12]}…), {res['n_train']} training / {res['n_val']} held-out cells "
-        f"({res['split']} split), {res['args']['epochs']} epochs, device {res['device']}, kinclose {res['package_version']}.",
+        f"Dataset `{info['root']}` ({info['n_shards']} shards, hash {info['dataset_hash'][:12]}…), "
+        f"{res['n_train']} training / {res['n_val']} held-out cells ({res['split']} split), "
+        f"{res['config']['epochs']} epochs, device {res['device']}, kinclose {res['package_version']}. "
+        "Regenerate: `python scripts/compare_moments.py` (config `kinclose/conf/compare_moments.yaml`).",
         "rel L2 = ‖Δ(ĝ, ĥ)‖/‖(ĝ, ĥ)‖ per cell (the relative L2 error of (g, h/T)); abs Δη̂ = |η − η_Φ|/ρ. "
         "ε = VHS Knudsen number; decade 1e-2 means ε ∈ [0.01, 0.1).",
         "",
@@ -141,9 +131,12 @@ def table_md(res: dict) -> str:
         lines.append(f"| {r['model']} | {r['M']} | {a['rel_l2_mean']:.3e} | {a['rel_l2_median']:.3e} | "
                      f"{a['rel_l2_p95']:.3e} | {a['rel_l2_max']:.3e} | {a['eta_abs_mean']:.2e} | " + " | ".join(per) + " |")
     lines.append("")
-    for k, v in res.items():
-        if k.startswith("ratio_"):
-            lines.append(f"- {k.replace('_', ' ')}: **{v:.3f}** (goal: ≤ 0.5)")
+    for b in res["config"]["hermite_basis"]:
+        k = f"ratio_learned_to_hermite_{b}_M3"
+        if k in res:
+            per = ", ".join(f"ε∈{d}: {v:.2f}" for d, v in res[k + "_per_decade"].items())
+            lines.append(f"- ratio of the mean rel L2 error, learned M = 3 to hermite-{b} M = 3: **{res[k]:.3f}** "
+                         f"(goal: ≤ 0.5); per ε decade: {per}")
     return "\n".join(lines) + "\n"
 
 

@@ -15,9 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hydra import compose, initialize_config_module  # noqa: E402
 from hydra.errors import ConfigCompositionException  # noqa: E402
 
+from kinclose.conf import compose  # noqa: E402
 from kinclose.closure import distill as D  # noqa: E402
 from kinclose.closure.learned import LearnedClosure  # noqa: E402
 from kinclose.closure.networks import Ensemble  # noqa: E402
@@ -35,11 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def teacher_path(tmp_path_factory) -> Path:
     ens = Ensemble(M=3, K=4, hidden=[8, 8], seed=5)
@@ -55,16 +50,16 @@ def teacher_path(tmp_path_factory) -> Path:
 
 
 def test_config_composes_and_rejects_unknown_keys() -> None:
-    cfg = _compose(["stage=distill", "closure_ckpt=x.pt", "stage.hidden=[32,32]", "stage.states.n_train=10"])
+    cfg = compose("train", ["stage=distill", "closure_ckpt=x.pt", "stage.hidden=[32,32]", "stage.states.n_train=10"])
     assert cfg.stage.name == "distill" and cfg.closure_ckpt == "x.pt" and list(cfg.stage.hidden) == [32, 32]
     assert D.StateSampling.from_dict(cfg.stage.states).n_train == 10
     for bad in ("stage.no_such_option=1", "stage.states.no_such_state=1"):
         with pytest.raises(ConfigCompositionException):
-            _compose(["stage=distill", bad])
+            compose("train", ["stage=distill", bad])
 
 
 def test_stage_writes_a_closure_checkpoint(teacher_path: Path, tmp_path: Path) -> None:
-    met = D.train_distill(_compose(["stage=distill", f"closure_ckpt={teacher_path}", *FAST]), tmp_path / "s")
+    met = D.train_distill(compose("train", ["stage=distill", f"closure_ckpt={teacher_path}", *FAST]), tmp_path / "s")
     for name in ("closure.pt", "metrics.json", "learning_curve.png"):
         assert (tmp_path / "s" / name).stat().st_size > 500, name
     cl = LearnedClosure.from_checkpoint(tmp_path / "s" / "closure.pt")
@@ -80,10 +75,10 @@ def test_stage_writes_a_closure_checkpoint(teacher_path: Path, tmp_path: Path) -
 
 def test_bad_teachers_give_clear_errors(teacher_path: Path, tmp_path: Path) -> None:
     def run(spec: str, *extra: str):
-        return D.train_distill(_compose(["stage=distill", f"closure_ckpt={spec}", *FAST, *extra]), tmp_path / "x")
+        return D.train_distill(compose("train", ["stage=distill", f"closure_ckpt={spec}", *FAST, *extra]), tmp_path / "x")
 
     with pytest.raises(ClosureCheckpointError, match="needs the teacher"):
-        D.train_distill(_compose(["stage=distill"]), tmp_path / "x")
+        D.train_distill(compose("train", ["stage=distill"]), tmp_path / "x")
     with pytest.raises(ClosureCheckpointError, match="does not exist"):
         run(str(tmp_path / "missing.pt"))
     bad = tmp_path / "corrupt.pt"

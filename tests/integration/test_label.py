@@ -17,9 +17,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from kinclose.conf import compose
 from kinclose.data import schema as S
 from kinclose.data.label import DatasetSpec, LabelConfigError, make_tasks, run_task
 from kinclose.data.runner import ClusterSpec, label_dataset
@@ -162,22 +162,17 @@ def test_torch_dataset_and_numpy_loader_shapes(serial_tiny: Path) -> None:
     ds.close()
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_module("kinclose.conf", version_base="1.3"):
-        return compose("label", overrides=overrides)
-
-
 @pytest.mark.parametrize("override", ["dataset.foo=1", "cluster.nworkers=2", "bogus=3", "dataset.ranges.rho_max=2"])
 def test_unknown_config_keys_are_rejected(override: str) -> None:
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException, match="Could not override"):
-        _compose([override])
-    cfg = _compose([])
+        compose("label", [override])
+    cfg = compose("label", [])
     assert OmegaConf.is_struct(cfg)
     d = OmegaConf.to_container(cfg.dataset)
     DatasetSpec.from_dict(d)  # the shipped presets are valid
-    DatasetSpec.from_dict(OmegaConf.to_container(_compose(["dataset=large"]).dataset))
+    DatasetSpec.from_dict(OmegaConf.to_container(compose("label", ["dataset=large"]).dataset))
     with pytest.raises(LabelConfigError, match="unknown dataset keys.*'foo'"):
         DatasetSpec.from_dict(d | {"foo": 1})
 
@@ -195,7 +190,7 @@ def test_unknown_config_keys_are_rejected(override: str) -> None:
 def test_non_physical_settings_are_rejected_with_a_clear_message(tmp_path: Path, overrides, words) -> None:
     from kinclose.apps.label import run_label
 
-    cfg = _compose([*overrides, f"out_dir={tmp_path / 'd'}", "coverage.enabled=false"])
+    cfg = compose("label", [*overrides, f"out_dir={tmp_path / 'd'}", "coverage.enabled=false"])
     with pytest.raises(ValueError) as err:
         run_label(cfg, tmp_path)
     for w in words:

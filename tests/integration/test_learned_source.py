@@ -16,6 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from kinclose.conf import compose  # noqa: E402
 from kinclose.closure import source as S  # noqa: E402
 from kinclose.data.label import DatasetSpec  # noqa: E402
 from kinclose.data.runner import ClusterSpec, label_dataset  # noqa: E402
@@ -39,13 +40,6 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
     from kinclose.moments.train import train_moments
@@ -55,14 +49,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path, dict]:
     s = label_dataset(SPEC, root, ClusterSpec(kind="serial", threads=1), progress=False)
     assert s["failed"] == 0, s["failures"]
     torch.set_num_threads(1)
-    train_moments(_compose(["stage=moments", f"data.root={root}", *MOMENTS_ARGS]), out / "moments")
-    cfg = _compose(["stage=source", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+    train_moments(compose("train", ["stage=moments", f"data.root={root}", *MOMENTS_ARGS]), out / "moments")
+    cfg = compose("train", ["stage=source", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
                     *SOURCE_ARGS])
     return root, out, S.train_source(cfg, out / "src")
 
 
 def test_config_composes_with_the_source_stage() -> None:
-    cfg = _compose(["stage=source", "moments_ckpt=x.pt", "stage.K=5"])
+    cfg = compose("train", ["stage=source", "moments_ckpt=x.pt", "stage.K=5"])
     assert cfg.stage.name == "source" and cfg.moments_ckpt == "x.pt" and cfg.stage.K == 5
 
 

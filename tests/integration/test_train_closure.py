@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from kinclose.conf import compose  # noqa: E402
 from kinclose.moments._synthetic import write_dataset  # noqa: E402
 
 EXE = shutil.which("kinclose-train")
@@ -26,13 +27,6 @@ CLOSURE_ARGS = ["threads=1", "stage.epochs=40", "stage.patience=15", "stage.batc
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
-
-
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +41,9 @@ def _train(root: Path, out: Path, encoder: str, extra: tuple[str, ...] = ()) -> 
     from kinclose.moments.train import train_moments
 
     torch.set_num_threads(1)
-    train_moments(_compose(["stage=moments", f"stage.model={encoder}", f"data.root={root}", *MOMENTS_ARGS, *extra]),
+    train_moments(compose("train", ["stage=moments", f"stage.model={encoder}", f"data.root={root}", *MOMENTS_ARGS, *extra]),
                   out / "moments")
-    cfg = _compose(["stage=closure", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+    cfg = compose("train", ["stage=closure", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
                     *CLOSURE_ARGS])
     return train_closure(cfg, out / "closure")
 
@@ -61,10 +55,10 @@ def trained(tmp_path_factory, dataset: Path) -> tuple[Path, dict]:
 
 
 def test_config_composes_with_the_closure_stage() -> None:
-    cfg = _compose(["stage=closure", "moments_ckpt=x.pt", "stage.K=5"])
+    cfg = compose("train", ["stage=closure", "moments_ckpt=x.pt", "stage.K=5"])
     assert cfg.stage.name == "closure" and cfg.moments_ckpt == "x.pt" and cfg.stage.K == 5
     assert cfg.stage.frames.delta_max == 0.5 and list(cfg.stage.hidden) and cfg.data.root
-    assert _compose(["stage=moments"]).stage.name == "moments"  # the other stage is unaffected
+    assert compose("train", ["stage=moments"]).stage.name == "moments"  # the other stage is unaffected
 
 
 def test_training_reduces_the_validation_loss_and_writes_artefacts(trained) -> None:
@@ -93,8 +87,8 @@ def test_hyperbolicity_penalty_in_the_closure_stage(trained, dataset: Path, tmp_
     assert m_default["hyperbolicity"]["weight"] == 0.1  # conf/stage/closure.yaml
     args = ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}", *CLOSURE_ARGS,
             "stage.hyperbolicity.s_max=4.0"]
-    m0 = train_closure(_compose([*args, "stage.hyperbolicity.weight=0.0"]), tmp_path / "closure0")
-    m1 = train_closure(_compose([*args, "stage.hyperbolicity.weight=10.0"]), tmp_path / "closure1")
+    m0 = train_closure(compose("train", [*args, "stage.hyperbolicity.weight=0.0"]), tmp_path / "closure0")
+    m1 = train_closure(compose("train", [*args, "stage.hyperbolicity.weight=10.0"]), tmp_path / "closure1")
     assert m1["hyperbolicity"]["weight"] == 10.0 and m0["hyperbolicity"]["weight"] == 0.0
     assert all("val_penalty" in h for h in m1["history"])
     s0, s1 = m0["characteristic_speeds"], m1["characteristic_speeds"]
@@ -103,7 +97,7 @@ def test_hyperbolicity_penalty_in_the_closure_stage(trained, dataset: Path, tmp_
     bad = lambda s: s["stretched_1.5"]["states_complex"] + s["stretched_1.5"]["fraction_above_xi_max"]  # noqa: E731
     assert bad(s1) < bad(s0), (s0, s1)
     with pytest.raises(ValueError, match="unknown stage.hyperbolicity keys"):
-        train_closure(_compose(["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+        train_closure(compose("train", ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
                                 "+stage.hyperbolicity.wieght=1"]), tmp_path / "bad")
 
 
