@@ -313,7 +313,8 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
                         batch_size: int = 512, lr: float | None = None, patience: int = 30,
                         lr_final_factor: float = 0.02, weight_decay: float = 0.0,
                         loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                        init: str = "auto", seed: int = 0, progress: bool | None = None) -> tuple[Any, dict]:
+                        init: str = "auto", hyperbolicity: Hyperbolicity | None = None, seed: int = 0,
+                        progress: bool | None = None) -> tuple[Any, dict]:
     """Train a K = 1 student on the teacher's ensemble mean; returns (student in eval mode, report).
 
     Parameters
@@ -328,6 +329,8 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
         stopping on the held-out loss (``closure.train.fit_member``); lr None: 1e-3 when starting from a
         teacher member (a larger step first undoes its fit), 3e-3 from random weights.
     loss_weights : (w_sh, w_m, w_k) of the standardized loss.
+    hyperbolicity : penalty of the closed system's spectrum, as in the closure stage
+        (:class:`~kinclose.closure.train.Hyperbolicity`; None or weight 0: off).
     init : "auto" (start from teacher member 0 when the architecture matches: its error is already
         the member spread), "teacher" (require that), or "random".
     seed : base seed (states, frames, initialization, batch order).
@@ -397,7 +400,8 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
     hist = fit_member(student.members[0], _tensors(W_tr, T_tr, d_tr, tau_tr), _tensors(W_va, T_va, d_va, tau_va),
                       epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), patience=int(patience),
                       weights=weights, seed=int(seed) * 1009 + 1, lr_final_factor=float(lr_final_factor),
-                      weight_decay=float(weight_decay), hyperbolicity=Hyperbolicity(), progress=progress,
+                      weight_decay=float(weight_decay), hyperbolicity=hyperbolicity,
+                      w_eq=student.w_eq.detach().clone(), progress=progress,
                       name="student")
     student.eval()
     n_e = min(len(W_tr), states.n_val)
@@ -410,6 +414,7 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
         "initialized_from": initialized_from, "states": dataclasses.asdict(states),
         "state_weights": states.weights(data_tr is not None), "n_data_states": 0 if W_data is None else len(W_data),
         "frames": dataclasses.asdict(frames), "loss_weights": list(weights),
+        "hyperbolicity": dataclasses.asdict(hyperbolicity or Hyperbolicity()),
         "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr), "patience": int(patience),
         "seed": int(seed), "val": err_va, "train": err_tr, "history": hist, "wall_s": time.perf_counter() - t0,
     }
@@ -509,7 +514,8 @@ def train_distill(cfg: Any, run_dir: str | Path | None = None) -> dict:
         n_frames=None if st.n_frames is None else int(st.n_frames), epochs=int(st.epochs),
         batch_size=int(st.batch_size), lr=None if st.lr is None else float(st.lr), patience=int(st.patience),
         lr_final_factor=float(st.lr_final_factor), weight_decay=float(st.weight_decay),
-        loss_weights=(float(lw.sh), float(lw.m), float(lw.k)), init=str(st.init), seed=seed)
+        loss_weights=(float(lw.sh), float(lw.m), float(lw.k)), init=str(st.init),
+        hyperbolicity=Hyperbolicity.from_dict(OmegaConf.to_container(st.hyperbolicity, resolve=True)), seed=seed)
     report["data"] = data_info
     xi_max = float(meta.get("xi_max", 4.0))
     sp_rng = np.random.default_rng(seed + 104729)

@@ -53,7 +53,8 @@ def test_config_composes_and_rejects_unknown_keys() -> None:
     cfg = compose("train", ["stage=distill", "closure_ckpt=x.pt", "stage.hidden=[32,32]", "stage.states.n_train=10"])
     assert cfg.stage.name == "distill" and cfg.closure_ckpt == "x.pt" and list(cfg.stage.hidden) == [32, 32]
     assert D.StateSampling.from_dict(cfg.stage.states).n_train == 10
-    for bad in ("stage.no_such_option=1", "stage.states.no_such_state=1"):
+    assert cfg.stage.hyperbolicity.weight == 0.1  # the closure stage's default penalty
+    for bad in ("stage.no_such_option=1", "stage.states.no_such_state=1", "stage.hyperbolicity.no_such_key=1"):
         with pytest.raises(ConfigCompositionException):
             compose("train", ["stage=distill", bad])
 
@@ -71,6 +72,7 @@ def test_stage_writes_a_closure_checkpoint(teacher_path: Path, tmp_path: Path) -
     disk = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert disk["stage"] == "distill" and disk["config"]["closure_ckpt"] == str(teacher_path)
     assert disk["characteristic_speeds"]["validation"]["speed_max"] > 0
+    assert disk["hyperbolicity"]["weight"] == 0.1 and len(disk["history"]["val_penalty"]) > 1
 
 
 def test_bad_teachers_give_clear_errors(teacher_path: Path, tmp_path: Path) -> None:

@@ -184,3 +184,19 @@ def test_checkpoint_round_trip(distilled, tmp_path: Path) -> None:
         for a, b in zip(cl.frame(W, 0.2, 1.1), ref.frame(W, 0.2, 1.1)):
             np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(1.0, np.abs(b).max()))
         assert cl.check_range(W)["n_outside"] == ref.check_range(W)["n_outside"]
+
+
+def test_hyperbolicity_penalty_reaches_the_student() -> None:
+    from kinclose.closure.hyperbolicity import member_penalty
+    from kinclose.closure.train import Hyperbolicity
+
+    teacher, meta = tiny_teacher()
+    W = torch.as_tensor(W_MEAN + W_STD * np.random.default_rng(5).normal(size=(400, M)))
+    pen = {}
+    for w in (0.0, 10.0):
+        student, rep = D.distill_with_report(teacher, meta, hidden=[16, 16], init="random",
+                                             hyperbolicity=Hyperbolicity(weight=w), **dict(SMALL, epochs=20))
+        pen[w] = float(member_penalty(student.members[0], W, 4.0, create_graph=False))
+        assert rep["hyperbolicity"]["weight"] == w
+        assert np.all(np.isfinite(rep["history"]["val_penalty"])) and (w > 0) == (max(rep["history"]["val_penalty"]) > 0)
+    assert pen[0.0] > 0 and pen[10.0] < 0.5 * pen[0.0], pen
