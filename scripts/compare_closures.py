@@ -1,16 +1,18 @@
-"""Hyperbolicity ablation of the MLC closure (issue 6): closures trained with the hyperbolicity penalty
-weight 0, 0.1 and 1 (``kinclose.closure.hyperbolicity``), compared on their spectrum over dataset states,
-the Mach 5.5 shock and the Knudsen sweep on 64 and 128 cells.
+"""Compare MLC closures on the spectrum of the closed system over dataset states, the Mach 5.5 shock
+against the DVM and the Knudsen sweep (issue 6). Two studies use it:
 
-    python scripts/hyperbolicity_ablation.py ['closures=[{name: a, path: "pretrained:mlc_small"}]'] [sweep.nxs=[64]] [out_dir=results]
+    python scripts/compare_closures.py                                    # hyperbolicity penalty 0 / 0.1 / 1
+    python scripts/compare_closures.py --config-name closure_data_scaling # 48 vs 192 training shards
 
-Writes ``results/hyperbolicity_ablation.md`` / ``.json``. Config: ``kinclose/conf/hyperbolicity_ablation.yaml``.
+Each closure has a ``name`` (table row), a ``path`` (closure.pt or pretrained:<name>) and optionally its
+``moments`` checkpoint (default: the config's ``moments_ckpt``), which encodes the dataset states of the
+spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``. Configs: ``kinclose/conf/hyperbolicity_ablation.yaml``,
+``kinclose/conf/closure_data_scaling.yaml``.
 """
 
 from __future__ import annotations
 
 import logging
-from importlib.resources import files
 from typing import Any
 
 import hydra
@@ -22,7 +24,7 @@ from kinclose.bench.sweep import FIELDS, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
 
-log = logging.getLogger("hyperbolicity_ablation")
+log = logging.getLogger("compare_closures")
 
 
 def spectrum(closure: str, W: np.ndarray, kn: np.ndarray) -> dict[str, Any]:
@@ -39,15 +41,18 @@ def spectrum(closure: str, W: np.ndarray, kn: np.ndarray) -> dict[str, Any]:
             "speed_max": float(sp.max())}
 
 
-def dataset_states(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+def dataset_states(cfg: DictConfig, mck: str) -> tuple[np.ndarray, np.ndarray]:
+    """``cfg.spectrum_states`` cells of ``cfg.spectrum_dataset`` encoded by the moments checkpoint ``mck`` (a path, or
+    ``pretrained:<name>`` for the moments shipped with that closure): W, ε."""
     from kinclose.closure.targets import encode
     from kinclose.moments.train import load_checkpoint, load_dataset
 
-    mck = cfg.moments_ckpt
-    if mck == "pretrained_moments":
-        mck = str(files("kinclose.pretrained") / "mlc_small" / "moments.pt")
+    from kinclose.pretrained import PREFIX, resolve
+
+    if mck.startswith(PREFIX):  # the moments.pt shipped beside that closure
+        mck = str(resolve(mck).with_name("moments.pt"))
     mom, _ = load_checkpoint(mck)
-    data = load_dataset(cfg.dataset, mom.grid, "logcubic", 60, 0, True)
+    data = load_dataset(cfg.spectrum_dataset, mom.grid, "logcubic", 60, 0, True)
     W = encode(mom.encoder, data.G, data.H)
     idx = np.random.default_rng(0).choice(len(W), min(int(cfg.spectrum_states), len(W)), replace=False)
     return W[idx], np.asarray(data.kn, dtype=float)[idx]
@@ -55,10 +60,9 @@ def dataset_states(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def markdown(res: dict[str, Any]) -> str:
     names = list(res["closures"])
-    lines = ["# Hyperbolicity ablation of the MLC closure", "",
-             "Closures trained with the same moments, data and seed; hyperbolicity penalty weight w "
-             "(`stage.hyperbolicity.weight`, s_max = 4). Config `kinclose/conf/hyperbolicity_ablation.yaml`, "
-             "command `python scripts/hyperbolicity_ablation.py`.", "",
+    cfg = res["config"]
+    lines = [f"# {cfg['title']}", "", f"{cfg['description']} Config `kinclose/conf/{cfg['name']}.yaml`, "
+             f"command `{cfg['command']}`.", "",
              f"## Spectrum of the closed system on {res['n_states']} dataset states (ρ = 1, u = 0, T = 1)", "",
              "| closure | states with complex λ | same, ε ≥ 1 | max \\|Re λ̂\\| median / 99 % / max |", "|---|---|---|---|"]
     for n in names:
@@ -95,19 +99,21 @@ def markdown(res: dict[str, Any]) -> str:
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="hyperbolicity_ablation")
 def main(cfg: DictConfig) -> None:
     closures = {str(c.name): str(c.path) for c in cfg.closures}
-    W, kn = dataset_states(cfg)
-    states = rankine_hugoniot(float(cfg.mach))
+    moments = {str(c.name): str(c.get("moments") or cfg.moments_ckpt) for c in cfg.closures}
+    states = {m: dataset_states(cfg, m) for m in set(moments.values())}
+    shock = rankine_hugoniot(float(cfg.mach))
     base = OmegaConf.create({"overrides": {}})
-    ref, ref_row = solve_model(states, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))
-    res: dict[str, Any] = {"mach": float(cfg.mach), "n_states": int(W.shape[0]),
+    ref, ref_row = solve_model(shock, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))
+    res: dict[str, Any] = {"mach": float(cfg.mach), "n_states": min(len(W) for W, _ in states.values()),
                            "shock_dvm_inv_density_thickness": ref_row["inv_density_thickness"],
                            "sweep": OmegaConf.to_container(cfg.sweep, resolve=True), "closures": {}, "sweeps": {},
                            "config": OmegaConf.to_container(cfg, resolve=True)}
     for name, path in closures.items():
-        entry: dict[str, Any] = {"closure": path, "spectrum": spectrum(path, W, kn)}
+        entry: dict[str, Any] = {"closure": path, "moments": moments[name],
+                                 "spectrum": spectrum(path, *states[moments[name]])}
         opts = dict(model_options(base, "mlc"), closure=path)
         try:
-            prof, row = solve_model(states, "mlc", collision="bgk", omega=0.5, options=opts)
+            prof, row = solve_model(shock, "mlc", collision="bgk", omega=0.5, options=opts)
             entry["shock"] = {**row, "errors": field_errors(prof, ref)}
         except Exception as exc:  # a failed model is a result
             entry["shock"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -120,9 +126,9 @@ def main(cfg: DictConfig) -> None:
                                                 float(sw.t_end), list(sw.kinds), "dvm", {"nv": 96}, 4)
         log.info("sweep nx=%d done", int(nx))
     out = cfg.out_dir
-    atomic_write_json(f"{out}/hyperbolicity_ablation.json", res)
-    atomic_write_text(f"{out}/hyperbolicity_ablation.md", markdown(res))
-    log.info("wrote %s/hyperbolicity_ablation.md", out)
+    atomic_write_json(f"{out}/{cfg.name}.json", res)
+    atomic_write_text(f"{out}/{cfg.name}.md", markdown(res))
+    log.info("wrote %s/%s.md", out, cfg.name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""``scripts/compare_closures.py`` (hyperbolicity ablation, data scaling) on a tiny setting: spectrum,
+shock and sweep entries per closure, each closure's own moments checkpoint, and the Markdown table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from kinclose.moments._synthetic import write_dataset
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compare_closures.py"
+
+
+def test_compare_closures_tiny(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_dataset(data, n_shards=1, seed=3, kn_range=(0.1, 1.0), nx=16, nv=96, nt=2, t_end=0.05)
+    closures = ('closures=[{name: a, path: "pretrained:mlc_small"}, '
+                '{name: b, path: "pretrained:hermmlc_small", moments: "pretrained:hermmlc_small"}]')
+    args = [closures, f"spectrum_dataset={data}", "spectrum_states=16", "mach=1.5", "sweep.kns=[1.0]", "sweep.nxs=[16]",
+            "sweep.n_cases=1", "sweep.t_end=0.02", "name=tiny", "title=Tiny", f"out_dir={tmp_path / 'out'}",
+            f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert list(res["closures"]) == ["a", "b"] and res["n_states"] == 16
+    assert res["closures"]["b"]["moments"] == "pretrained:hermmlc_small"
+    for entry in res["closures"].values():
+        assert 0.0 <= entry["spectrum"]["states_complex"] <= 1.0 and entry["spectrum"]["speed_max"] > 0
+        assert entry["shock"]["converged"] and 0 < entry["shock"]["errors"]["rho_L2"] < 0.2
+    assert set(res["sweeps"]["16"]["models"]) == {"a", "b"} and not res["sweeps"]["16"]["failures"]
+    md = (tmp_path / "out" / "tiny.md").read_text()
+    assert md.startswith("# Tiny") and "| a | rho |" in md and "| b | q |" in md
