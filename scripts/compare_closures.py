@@ -42,11 +42,10 @@ def spectrum(closure: str, W: np.ndarray, kn: np.ndarray) -> dict[str, Any]:
 
 
 def dataset_states(cfg: DictConfig, mck: str) -> tuple[np.ndarray, np.ndarray]:
-    """``cfg.spectrum_states`` cells of ``cfg.spectrum_dataset`` encoded by the moments checkpoint ``mck`` (a path, or
-    ``pretrained:<name>`` for the moments shipped with that closure): W, ε."""
+    """``cfg.spectrum_states`` cells of ``cfg.spectrum_dataset`` encoded by the moments checkpoint ``mck``
+    (a path, or ``pretrained:<name>`` for the moments shipped with that closure): W, ε."""
     from kinclose.closure.targets import encode
     from kinclose.moments.train import load_checkpoint, load_dataset
-
     from kinclose.pretrained import PREFIX, resolve
 
     if mck.startswith(PREFIX):  # the moments.pt shipped beside that closure
