@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import shlex
 import sys
@@ -55,20 +54,13 @@ def make_problem(spec: dict, nx: int, kn: float, t_end: float, omega: float) -> 
 
 
 def boltzmann_reference(prob: Problem, ds: dict) -> Fields:
-    from kinclose.kinetic.boltzmann_dvm import BoltzmannDVMSolver, box_for_states
+    from kinclose.kinetic.boltzmann_dvm import run_problem_boltzmann
 
     bz = ds["boltzmann"]
-    L, c1 = box_for_states(prob.u, prob.T * float(ds["T_margin"]), float(ds["v_width"]))
-    s = BoltzmannDVMSolver(prob.x_left, prob.x_right, prob.nx, int(bz["n"]), L, c1, prob.mu_ref, prob.omega,
-                           "periodic", float(ds["cfl"]), str(ds["limiter"]), n_dirs=int(bz["n_dirs"]),
-                           equilibrium_preserving=bool(bz["equilibrium_preserving"]),
-                           grid_rtol=float(bz["grid_rtol"]), tail_tol=float(bz["tail_tol"]))
-    s.set_maxwellian(prob.rho, prob.u, prob.T)
-    t0 = time.perf_counter()
-    s.run(prob.t_end, progress=False)
-    out = s.fields()
-    out.stats["wall_s"] = time.perf_counter() - t0
-    return out
+    return run_problem_boltzmann(prob, n=int(bz["n"]), cfl=float(ds["cfl"]), limiter=str(ds["limiter"]),
+                                 v_width=float(ds["v_width"]), T_margin=float(ds["T_margin"]),
+                                 n_dirs=int(bz["n_dirs"]), equilibrium_preserving=bool(bz["equilibrium_preserving"]),
+                                 progress=False, grid_rtol=float(bz["grid_rtol"]), tail_tol=float(bz["tail_tol"]))
 
 
 def main(argv: list[str] | None = None) -> int:

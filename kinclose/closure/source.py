@@ -54,7 +54,7 @@ from torch import nn
 from kinclose import __version__
 from kinclose.closure.networks import DTYPE, mlp
 from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_checkpoint
-from kinclose.io import atomic_savefig, atomic_write_json
+from kinclose.io import atomic_write_json
 from kinclose.moments.train import CheckpointError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -479,31 +479,6 @@ class BGKSource:
         return self.w_eq[None, :] - W
 
 
-# ====================================================================== plots
-def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from kinclose.plotting import use_style
-
-    use_style()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for i, h in enumerate(hists):
-        c = f"C{i % 10}"
-        ep = np.asarray(h["epoch"])
-        ax.semilogy(ep[1:], np.asarray(h["train_loss"])[1:], color=c, lw=0.8, ls="--")
-        ax.semilogy(ep, h["val_loss"], color=c, lw=1.2, label=f"member {i} (best {h['best_epoch']})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("standardized MSE of R̂ (dashed: train)")
-    ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_savefig(fig, path)
-    plt.close(fig)
-
-
 # ====================================================================== stage
 def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Train the source ensemble of ``cfg`` (conf/train.yaml with stage=source) into ``run_dir``.
@@ -514,7 +489,7 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from kinclose.closure.train import file_sha256, w_range
+    from kinclose.closure.train import file_sha256, plot_learning_curves, w_range
     from kinclose.moments.train import DATA_SCHEMA_VERSION, load_checkpoint, resolve_device, split
 
     st = cfg.stage
@@ -584,7 +559,8 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)
     atomic_write_json(run_dir / "metrics.json", metrics)
     plot_learning_curves(hists, run_dir / "learning_curve.png",
-                         f"source on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}")
+                         f"source on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}",
+                         ylabel="standardized MSE of R̂ (dashed: train)")
     log.info("source: validation rel RMSE %.3e (BGK source W_eq - W: %.3e), beta_eq %.3g, beta_q99 %.3g -> %s",
              err_va["all"]["rel_rmse_all"], bgk_va["all"]["rel_rmse_all"], beta["beta_eq"], beta["beta_q99"], run_dir)
     return metrics

@@ -348,7 +348,9 @@ def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
 
 
 # ====================================================================== plots
-def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None:
+def plot_learning_curves(hists: list[dict], path: Path, title: str = "",
+                         ylabel: str = "standardized loss (dashed: train, solid: validation)") -> None:
+    """Train (dashed) and validation (solid) loss per member, best epoch marked; hists from fit_member."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -365,7 +367,7 @@ def plot_learning_curves(hists: list[dict], path: Path, title: str = "") -> None
         ax.semilogy(ep, h["val_loss"], color=c, lw=1.2, label=f"member {i} (best {h['best_epoch']})")
         ax.plot([h["best_epoch"]], [h["best_val_loss"]], "o", color=c, ms=3)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("standardized loss (dashed: train, solid: validation)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()

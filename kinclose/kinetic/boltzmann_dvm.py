@@ -759,10 +759,13 @@ def run_problem_boltzmann(
     equilibrium_preserving: bool = True,
     threads: int | None = None,
     progress: bool | None = None,
+    grid_rtol: float = GRID_RTOL,
+    tail_tol: float = 1e-8,
 ):
     """Run the Boltzmann DVM on a :class:`kinclose.problem.Problem` until ``problem.t_end``.
 
-    The cubic box covers u ± v_width √(T_margin T) of every initial state (:func:`box_for_states`).
+    The cubic box covers u ± v_width √(T_margin T) of every initial state (:func:`box_for_states`);
+    ``grid_rtol`` and ``tail_tol`` are the grid checks of :class:`BoltzmannDVMSolver`.
     Returns :class:`kinclose.problem.Fields` (stats hold wall time and the grid).
     """
     L, c1 = box_for_states(problem.u, problem.T * T_margin, v_width)
@@ -772,7 +775,8 @@ def run_problem_boltzmann(
         right = (problem.rho[-1], problem.u[-1], problem.T[-1])
     s = BoltzmannDVMSolver(problem.x_left, problem.x_right, problem.nx, n, L, c1, problem.mu_ref, problem.omega,
                            problem.bc, cfl, limiter, left, right, n_dirs=n_dirs,
-                           equilibrium_preserving=equilibrium_preserving, threads=threads)
+                           equilibrium_preserving=equilibrium_preserving, threads=threads, grid_rtol=grid_rtol,
+                           tail_tol=tail_tol)
     s.set_maxwellian(problem.rho, problem.u, problem.T)
     t0 = time.perf_counter()
     s.run(problem.t_end, progress=progress)
