@@ -54,6 +54,7 @@ from kinclose.closure.targets import FrameSampling, sample_frames
 from kinclose.closure.train import (CHECKPOINT_NAME, ClosureCheckpointError, Hyperbolicity, characteristic_speeds,
                                     file_sha256, fit_member, load_closure_checkpoint, plot_learning_curves,
                                     save_closure_checkpoint)
+from kinclose.conf import reject_unknown_keys
 from kinclose.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,7 @@ class StateSampling:
     @classmethod
     def from_dict(cls, d: Any) -> "StateSampling":
         d = dict(d)
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = set(d) - set(known)
-        if unknown:
-            raise DistillError(f"unknown stage.states keys {sorted(unknown)}; known: {known}")
+        reject_unknown_keys(d, (f.name for f in dataclasses.fields(cls)), "stage.states", DistillError)
         if "mix" in d:
             d["mix"] = dict(d["mix"])
         return cls(**d)

@@ -326,57 +326,23 @@ def _loss(member: Any, W: Any, R: Any):
 def fit_source_member(member: Any, train: tuple, val: tuple, *, epochs: int, batch_size: int, lr: float,
                       patience: int, seed: int, lr_final_factor: float = 0.05, weight_decay: float = 0.0,
                       log_every_s: float = 30.0, name: str = "member") -> dict:
-    """Adam, cosine decay, early stopping on the standardized validation MSE; keeps the best parameters.
+    """Fit one source member on the standardized MSE with ``closure.train.fit_early_stopping``.
 
     ``train``, ``val`` : (W, R̂) tensors, each (n, M). Returns the history (epoch, train_loss, val_loss,
     best_epoch, best_val_loss, wall_s).
     """
-    import torch
+    from kinclose.closure.train import fit_early_stopping
 
-    def vloss() -> float:
-        with torch.no_grad():
-            return float(_loss(member, *val))
-
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    opt = torch.optim.Adam(member.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr * lr_final_factor)
-    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [vloss()]}
-    best = (hist["val_loss"][0], {k: v.detach().clone() for k, v in member.state_dict().items()}, 0)
     W, R = train
-    n = W.shape[0]
-    t0 = last = time.perf_counter()
-    for ep in range(1, epochs + 1):
-        member.train()
-        perm = torch.randperm(n, generator=gen)
-        tot = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            loss = _loss(member, W[idx], R[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: non-finite training loss at epoch {ep}; lower stage.lr={lr}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * idx.numel()
-        sched.step()
-        member.eval()
-        vl = vloss()
-        hist["epoch"].append(ep)
-        hist["train_loss"].append(tot / n)
-        hist["val_loss"].append(vl)
-        if vl < best[0]:
-            best = (vl, {k: v.detach().clone() for k, v in member.state_dict().items()}, ep)
-        now = time.perf_counter()
-        if now - last > log_every_s or ep == epochs:
-            log.info("%s epoch %d/%d: train %.4e, val %.4e (best %.4e at %d)", name, ep, epochs, tot / n, vl,
-                     best[0], best[2])
-            last = now
-        if ep - best[2] >= patience:
-            log.info("%s: early stop at epoch %d (best %.4e at %d)", name, ep, best[0], best[2])
-            break
-    member.load_state_dict(best[1])
-    hist.update(best_epoch=best[2], best_val_loss=best[0], wall_s=time.perf_counter() - t0)
-    return hist
+
+    def val_loss() -> tuple[float, dict[str, float]]:
+        with torch.no_grad():
+            return float(_loss(member, *val)), {}
+
+    return fit_early_stopping(member, W.shape[0], lambda idx, gen: _loss(member, W[idx], R[idx]), val_loss,
+                              epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+                              lr_final_factor=lr_final_factor, weight_decay=weight_decay, device=W.device,
+                              log_every_s=log_every_s, name=name)
 
 
 def source_errors(pred: NDArray, var: NDArray, R: NDArray, kn: NDArray) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from numpy.typing import NDArray
 from kinclose import __version__
 from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_checkpoint
 from kinclose.closure.targets import ClosureTargets, FrameSampling, build_targets, identity_defect
+from kinclose.conf import reject_unknown_keys
 from kinclose.data.schema import sha256_file
 from kinclose.io import atomic_savefig, atomic_write_json
 from kinclose.moments.train import CheckpointError
@@ -140,10 +142,7 @@ class Hyperbolicity:
     @classmethod
     def from_dict(cls, d: Any) -> "Hyperbolicity":
         d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown stage.hyperbolicity keys {sorted(unknown)}; known: "
-                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        reject_unknown_keys(d, (f.name for f in dataclasses.fields(cls)), "stage.hyperbolicity")
         return cls(**d)
 
     def __post_init__(self) -> None:
@@ -167,55 +166,37 @@ def _penalty_states(W: Any, w_eq: Any, hyp: Hyperbolicity, n: int, gen: Any) -> 
     return extrapolated_states(W[idx], w_eq, hyp.stretch, gen)
 
 
-def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: int, lr: float, patience: int,
-               weights: tuple[float, float, float], seed: int, lr_final_factor: float = 0.05,
-               weight_decay: float = 0.0, hyperbolicity: Hyperbolicity | None = None, w_eq: Any = None,
-               progress: bool | None = None, log_every_s: float = 30.0, name: str = "member") -> dict:
-    """Adam with cosine decay and early stopping; keeps the best validation parameters. Returns the history.
+def fit_early_stopping(module: Any, n_train: int, batch_loss: Callable[[Any, Any], Any],
+                       val_loss: Callable[[], tuple[float, dict[str, float]]], *, epochs: int, batch_size: int,
+                       lr: float, patience: int, seed: int, lr_final_factor: float = 0.05, weight_decay: float = 0.0,
+                       device: Any = "cpu", progress: bool | None = False, log_every_s: float = 30.0,
+                       name: str = "member") -> dict:
+    """Adam with a cosine decay to ``lr * lr_final_factor`` and early stopping after ``patience`` epochs
+    without a lower validation loss; the parameters of the best validation loss are restored.
 
-    With ``hyperbolicity.weight > 0`` (and ``w_eq``, (M,) tensor) the loss gains w_h · mean h over
-    penalised states of every batch; the validation loss adds the same term on fixed validation states
-    (``val_penalty`` in the history is the unweighted mean h there).
+    ``batch_loss(idx, gen)`` is the scalar training loss of the rows ``idx`` (a (b,) index tensor on
+    ``device``; ``gen`` is the loop's CPU generator, for any extra sampling); ``val_loss()`` returns
+    (validation loss, extras), each extra (a float) recorded per epoch in the history under its key.
+    Returns the history: epoch, train_loss, val_loss, the extras' keys, best_epoch, best_val_loss, wall_s.
     """
     import torch
     from tqdm.auto import tqdm
 
-    from kinclose.closure.hyperbolicity import member_penalty
-
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    params = [p for p in member.parameters() if p.requires_grad]
+    params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=lr * lr_final_factor)
-    hyp = hyperbolicity if hyperbolicity is not None and hyperbolicity.weight > 0 else None
-    if hyp is not None and w_eq is None:
-        raise ValueError("the hyperbolicity penalty needs w_eq")
-    W_pen = None if hyp is None else _penalty_states(val["W"], w_eq, hyp, hyp.n_val,
-                                                      torch.Generator().manual_seed(int(seed) + 7919))
-
-    def val_loss() -> tuple[float, float]:
-        data = _batched_loss(member, val, weights)
-        if hyp is None:
-            return data, 0.0
-        pen = float(member_penalty(member, W_pen, hyp.s_max, create_graph=False).detach())
-        return data + hyp.weight * pen, pen
-
-    v0, p0 = val_loss()
-    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [v0], "val_penalty": [p0]}
-    best = (hist["val_loss"][0], {k: v.detach().clone() for k, v in member.state_dict().items()}, 0)
-    n = train["W"].shape[0]
-    device = train["W"].device
+    v0, x0 = val_loss()
+    hist: dict[str, Any] = {"epoch": [0], "train_loss": [math.nan], "val_loss": [v0], **{k: [v] for k, v in x0.items()}}
+    best = (v0, {k: v.detach().clone() for k, v in module.state_dict().items()}, 0)
     t0 = last = time.perf_counter()
     for ep in tqdm(range(1, epochs + 1), disable=None if progress is None else not progress, desc=name, leave=False):
-        member.train()
-        perm = torch.randperm(n, generator=gen).to(device)
+        module.train()
+        perm = torch.randperm(n_train, generator=gen).to(device)
         tot = 0.0
-        for i in range(0, n, batch_size):
+        for i in range(0, n_train, batch_size):
             idx = perm[i:i + batch_size]
-            b = {k: v[idx] for k, v in train.items()}
-            loss, _ = member_loss(member, b, weights)
-            if hyp is not None:
-                loss = loss + hyp.weight * member_penalty(member, _penalty_states(b["W"], w_eq, hyp, hyp.n_states, gen),
-                                                          hyp.s_max)
+            loss = batch_loss(idx, gen)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name}: non-finite training loss at epoch {ep}; lower stage.lr={lr}")
             opt.zero_grad(set_to_none=True)
@@ -223,27 +204,68 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
             opt.step()
             tot += float(loss.detach()) * idx.numel()
         sched.step()
-        member.eval()
-        vl, vp = val_loss()
+        module.eval()
+        vl, extras = val_loss()
         hist["epoch"].append(ep)
-        hist["train_loss"].append(tot / n)
+        hist["train_loss"].append(tot / n_train)
         hist["val_loss"].append(vl)
-        hist["val_penalty"].append(vp)
+        for k, v in extras.items():
+            hist[k].append(v)
         if vl < best[0]:
-            best = (vl, {k: v.detach().clone() for k, v in member.state_dict().items()}, ep)
+            best = (vl, {k: v.detach().clone() for k, v in module.state_dict().items()}, ep)
         now = time.perf_counter()
         if now - last > log_every_s or ep == epochs:
-            log.info("%s epoch %d/%d: train %.4e, val %.4e (penalty %.3e; best %.4e at %d)", name, ep, epochs,
-                     tot / n, vl, vp, best[0], best[2])
+            more = "".join(f"{k.removeprefix('val_')} {v:.3e}; " for k, v in extras.items())
+            log.info("%s epoch %d/%d: train %.4e, val %.4e (%sbest %.4e at %d)", name, ep, epochs, tot / n_train, vl,
+                     more, best[0], best[2])
             last = now
         if ep - best[2] >= patience:
             log.info("%s: early stop at epoch %d (best validation loss %.4e at epoch %d)", name, ep, best[0], best[2])
             break
-    member.load_state_dict(best[1])
-    hist["best_epoch"] = best[2]
-    hist["best_val_loss"] = best[0]
-    hist["wall_s"] = time.perf_counter() - t0
+    module.load_state_dict(best[1])
+    hist.update(best_epoch=best[2], best_val_loss=best[0], wall_s=time.perf_counter() - t0)
     return hist
+
+
+def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: int, lr: float, patience: int,
+               weights: tuple[float, float, float], seed: int, lr_final_factor: float = 0.05,
+               weight_decay: float = 0.0, hyperbolicity: Hyperbolicity | None = None, w_eq: Any = None,
+               progress: bool | None = None, log_every_s: float = 30.0, name: str = "member") -> dict:
+    """Fit one closure member (``member_loss``) with :func:`fit_early_stopping`; returns the history.
+
+    With ``hyperbolicity.weight > 0`` (and ``w_eq``, (M,) tensor) the loss gains w_h · mean h over
+    penalised states of every batch; the validation loss adds the same term on fixed validation states
+    (``val_penalty`` in the history is the unweighted mean h there).
+    """
+    import torch
+
+    from kinclose.closure.hyperbolicity import member_penalty
+
+    hyp = hyperbolicity if hyperbolicity is not None and hyperbolicity.weight > 0 else None
+    if hyp is not None and w_eq is None:
+        raise ValueError("the hyperbolicity penalty needs w_eq")
+    W_pen = None if hyp is None else _penalty_states(val["W"], w_eq, hyp, hyp.n_val,
+                                                      torch.Generator().manual_seed(int(seed) + 7919))
+
+    def batch_loss(idx: Any, gen: Any) -> Any:
+        b = {k: v[idx] for k, v in train.items()}
+        loss, _ = member_loss(member, b, weights)
+        if hyp is not None:
+            loss = loss + hyp.weight * member_penalty(member, _penalty_states(b["W"], w_eq, hyp, hyp.n_states, gen),
+                                                      hyp.s_max)
+        return loss
+
+    def val_loss() -> tuple[float, dict[str, float]]:
+        data = _batched_loss(member, val, weights)
+        if hyp is None:
+            return data, {"val_penalty": 0.0}
+        pen = float(member_penalty(member, W_pen, hyp.s_max, create_graph=False).detach())
+        return data + hyp.weight * pen, {"val_penalty": pen}
+
+    return fit_early_stopping(member, train["W"].shape[0], batch_loss, val_loss, epochs=epochs, batch_size=batch_size,
+                              lr=lr, patience=patience, seed=seed, lr_final_factor=lr_final_factor,
+                              weight_decay=weight_decay, device=train["W"].device, progress=progress,
+                              log_every_s=log_every_s, name=name)
 
 
 # ====================================================================== evaluation

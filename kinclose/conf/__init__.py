@@ -8,8 +8,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+
+def reject_unknown_keys(d: Mapping[str, Any], known: Iterable[str], where: str,
+                        error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the keys of ``d`` that are not in ``known`` (a config section ``where``)."""
+    known = sorted(known)
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise error(f"unknown {where} keys {unknown}; known keys: {known}")
 
 
 def compose(config_name: str, overrides: Sequence[str] = ()) -> Any:

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from kinclose.conf import reject_unknown_keys
 from kinclose.physics import GAMMA, rankine_hugoniot
 
 KINDS = ("waves", "jumps", "mixture", "shock")
@@ -121,10 +122,8 @@ class ICRanges:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ICRanges":
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        unknown = set(d) - known
-        if unknown:
-            raise InitialDataError(f"unknown initial-data range keys {sorted(unknown)}; known keys: {sorted(known)}")
+        reject_unknown_keys(d, (f for f in cls.__dataclass_fields__ if f != "extra"), "initial-data range",
+                            InitialDataError)
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:

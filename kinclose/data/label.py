@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from kinclose.conf import reject_unknown_keys
 from kinclose.data import initial as ic
 from kinclose.data.schema import shard_name, write_shard
 from kinclose.kinetic.grid import DEFAULT_WIDTH, VelocityGrid, VelocityGridError
@@ -88,10 +89,7 @@ class BoltzmannOptions:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "BoltzmannOptions":
         d = dict(d or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise LabelConfigError(f"unknown dataset.boltzmann keys {sorted(unknown)}; known keys: {sorted(known)}")
+        reject_unknown_keys(d, cls.__dataclass_fields__, "dataset.boltzmann", LabelConfigError)
         o = cls(**d)
         o.validate()
         return o
@@ -158,10 +156,7 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise LabelConfigError(f"unknown dataset keys {sorted(unknown)}; known keys: {sorted(known)}")
+        reject_unknown_keys(d, cls.__dataclass_fields__, "dataset", LabelConfigError)
         spec = cls(**d)
         spec.validate()
         return spec

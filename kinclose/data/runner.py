@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from kinclose.conf import reject_unknown_keys
 from kinclose.data.label import DatasetSpec, LabelTask, make_tasks, run_task
 from kinclose.data.schema import (
     MANIFEST,
@@ -98,9 +99,7 @@ class ClusterSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClusterSpec":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise LabelRunError(f"unknown cluster keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown_keys(d, cls.__dataclass_fields__, "cluster", LabelRunError)
         c = cls(**d)
         if c.kind not in ("local", "serial"):
             raise LabelRunError(f"cluster.kind={c.kind!r}: choose 'local' or 'serial' (or set cluster.address)")

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from kinclose.conf import compose
 from kinclose.data import schema as S
 from kinclose.data.label import DatasetSpec, LabelConfigError, make_tasks, run_task
-from kinclose.data.runner import ClusterSpec, label_dataset
+from kinclose.data.runner import ClusterSpec, LabelRunError, label_dataset
 
 TINY = DatasetSpec(name="tiny", n_tasks=3, seed=5, nx=16, nv=32, t_end=0.01, n_snapshots=3)
 EXE = shutil.which("kinclose-label")
@@ -175,6 +175,8 @@ def test_unknown_config_keys_are_rejected(override: str) -> None:
     DatasetSpec.from_dict(OmegaConf.to_container(compose("label", ["dataset=large"]).dataset))
     with pytest.raises(LabelConfigError, match="unknown dataset keys.*'foo'"):
         DatasetSpec.from_dict(d | {"foo": 1})
+    with pytest.raises(LabelRunError, match=r"unknown cluster keys \['worker'\]; known keys: \['address', "):
+        ClusterSpec.from_dict({"worker": 2})
 
 
 @pytest.mark.parametrize(
