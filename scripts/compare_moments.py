@@ -4,7 +4,8 @@
 
 Config: ``kinclose/conf/compare_moments.yaml``. When ``root`` has no ``manifest.json`` the dataset is
 labeled there first with the ``dataset`` settings (the labeling pipeline of ``kinclose-label``, serial).
-For every M and model (learned; Hermite with each basis) the same autoencoder (decoder, loss
+For every M and model (learned; Hermite with each basis; with ``nonlinear_bound=true`` also an MLP encoder on
+the whole shape, a diagnostic bound that is not a moment) the same autoencoder (decoder, loss
 ‖Δ(ĝ, ĥ)‖² + λ_η Δη̂², optimizer, epochs, seed) is trained on the training cells and evaluated on
 the held-out cells (held-out shards when there are ≥ 5, else random cells); the final epoch's
 parameters are evaluated (no early stopping on the held-out set). Errors, per held-out
@@ -23,12 +24,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose import __version__
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.moments.encoders import ShapeEncoder, mlp
 
 log = logging.getLogger("compare_moments")
+RATIO_MODELS = (("learned", "learned"), ("nonlinear (bound)", "nonlinear_bound"))
+"""(table row, result key) of the models whose M = 3 error is compared with each Hermite basis."""
+
+
+class NonlinearEncoder(ShapeEncoder):
+    """Diagnostic encoder W = N(ĝ, ĥ), an MLP on the whole shape (not a moment: eq. 13 needs W linear in f).
+    With the same decoder it bounds what any M-number code of the shape reaches."""
+
+    def __init__(self, grid: Any, M: int, hidden: list[int]) -> None:
+        super().__init__(grid, M)
+        self.net = mlp(2 * grid.n, hidden, M)
+
+    def forward(self, G: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([G, H], dim=-1))
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
@@ -46,11 +63,16 @@ def ensure_dataset(cfg: DictConfig) -> Path:
 
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate every (M, encoder); returns the result dict written to moments_table.json."""
-    import torch
-
     from kinclose.moments.decoders import MomentAutoencoder
     from kinclose.moments.shape import XiGrid
-    from kinclose.moments.train import evaluate, fit, load_dataset, resolve_device, split, summarize
+    from kinclose.moments.train import (
+        evaluate,
+        fit,
+        load_dataset,
+        resolve_device,
+        split,
+        summarize,
+    )
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -64,13 +86,17 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
     log.info("%d samples: %d train, %d held out (%s split); loaded in %.1f s", len(data), len(train), len(val), how,
              time.perf_counter() - t0)
     variants = [("learned", "orders")] + [("hermite", str(b)) for b in cfg.hermite_basis]
+    if cfg.nonlinear_bound:
+        variants.append(("nonlinear", ""))
     rows = []
     for M in cfg.M:
         for kind, basis in variants:
-            name = "learned" if kind == "learned" else f"hermite-{basis}"
+            name = {"learned": "learned", "nonlinear": "nonlinear (bound)"}.get(kind, f"hermite-{basis}")
             torch.manual_seed(int(cfg.seed))
-            model = MomentAutoencoder(kind, int(M), float(cfg.xi_max), int(cfg.n_xi), list(cfg.encoder_hidden),
-                                      list(cfg.decoder_hidden), basis)
+            model = MomentAutoencoder("hermite" if kind == "hermite" else "learned", int(M), float(cfg.xi_max),
+                                      int(cfg.n_xi), list(cfg.encoder_hidden), list(cfg.decoder_hidden), basis or "orders")
+            if kind == "nonlinear":
+                model.encoder = NonlinearEncoder(model.grid, int(M), list(cfg.nonlinear_hidden))
             t1 = time.perf_counter()
             hist = fit(model, train, val, epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), lr=float(cfg.lr),
                        lambda_eta=float(cfg.lambda_eta), seed=int(cfg.seed), device=device, progress=False)
@@ -88,13 +114,14 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
         "wall_s": time.perf_counter() - t0,
     }
     by = {(r["model"], r["M"]): r["val"] for r in rows}
-    for b in cfg.hermite_basis:
-        if ("learned", 3) in by and (f"hermite-{b}", 3) in by:
-            le, he = by[("learned", 3)], by[(f"hermite-{b}", 3)]
-            result[f"ratio_learned_to_hermite_{b}_M3"] = le["all"]["rel_l2_mean"] / he["all"]["rel_l2_mean"]
-            result[f"ratio_learned_to_hermite_{b}_M3_per_decade"] = {
-                d: le["per_decade"][d]["rel_l2_mean"] / he["per_decade"][d]["rel_l2_mean"]
-                for d in le["per_decade"] if d in he["per_decade"]}
+    for model, key in RATIO_MODELS:
+        for b in cfg.hermite_basis:
+            if (model, 3) in by and (f"hermite-{b}", 3) in by:
+                le, he = by[(model, 3)], by[(f"hermite-{b}", 3)]
+                result[f"ratio_{key}_to_hermite_{b}_M3"] = le["all"]["rel_l2_mean"] / he["all"]["rel_l2_mean"]
+                result[f"ratio_{key}_to_hermite_{b}_M3_per_decade"] = {
+                    d: le["per_decade"][d]["rel_l2_mean"] / he["per_decade"][d]["rel_l2_mean"]
+                    for d in le["per_decade"] if d in he["per_decade"]}
     return result
 
 
@@ -131,12 +158,13 @@ def table_md(res: dict) -> str:
         lines.append(f"| {r['model']} | {r['M']} | {a['rel_l2_mean']:.3e} | {a['rel_l2_median']:.3e} | "
                      f"{a['rel_l2_p95']:.3e} | {a['rel_l2_max']:.3e} | {a['eta_abs_mean']:.2e} | " + " | ".join(per) + " |")
     lines.append("")
-    for b in res["config"]["hermite_basis"]:
-        k = f"ratio_learned_to_hermite_{b}_M3"
-        if k in res:
-            per = ", ".join(f"ε∈{d}: {v:.2f}" for d, v in res[k + "_per_decade"].items())
-            lines.append(f"- ratio of the mean rel L2 error, learned M = 3 to hermite-{b} M = 3: **{res[k]:.3f}** "
-                         f"(goal: ≤ 0.5); per ε decade: {per}")
+    for model, key in RATIO_MODELS:
+        for b in res["config"]["hermite_basis"]:
+            k = f"ratio_{key}_to_hermite_{b}_M3"
+            if k in res:
+                per = ", ".join(f"ε∈{d}: {v:.2f}" for d, v in res[k + "_per_decade"].items())
+                lines.append(f"- ratio of the mean rel L2 error, {model} M = 3 to hermite-{b} M = 3: **{res[k]:.3f}** "
+                             f"(goal: ≤ 0.5); per ε decade: {per}")
     return "\n".join(lines) + "\n"
 
 
