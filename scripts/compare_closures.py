@@ -57,12 +57,47 @@ def dataset_states(cfg: DictConfig, mck: str) -> tuple[np.ndarray, np.ndarray]:
     return W[idx], np.asarray(data.kn, dtype=float)[idx]
 
 
+def headline(res: dict[str, Any], name: str) -> dict[str, float]:
+    """The numbers the study tables compare: complex states, Mach shock ρ / T / q, 64-cell q at ε = 0.1 / 1 / 10
+    and 128-cell T at ε = 1 / 10 (relative L2 errors; NaN where a run failed or a column is absent)."""
+    c = res["closures"][name]
+    out = {"complex states": c["spectrum"]["states_complex"]}
+    err = c["shock"].get("errors", {})
+    for f in ("rho", "T", "q"):
+        out[f"Mach {res['mach']:g} {f}"] = err.get(f"{f}_L2", float("nan"))
+    for nx, f, kns in (("64", "q", (0.1, 1.0, 10.0)), ("128", "T", (1.0, 10.0))):
+        table = res["sweeps"].get(nx)
+        for kn in kns:
+            v = float("nan")
+            if table is not None and kn in table["kns"]:
+                v = table["models"][name]["errors"][f][table["kns"].index(kn)]
+            out[f"{nx}-cell {f} ε={kn:g}"] = v
+    return out
+
+
+def group_summary(res: dict[str, Any], groups: list[dict[str, Any]]) -> list[str]:
+    """Markdown table: per group (several seeds of one recipe) the mean and min–max of :func:`headline`."""
+    rows = {g["name"]: [headline(res, n) for n in g["members"]] for g in groups}
+    cols = list(next(iter(rows.values()))[0])
+    lines = ["## Summary per recipe: mean (min–max) over its seeds", "",
+             "| recipe | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for g, hs in rows.items():
+        cells = []
+        for c in cols:
+            v = np.array([h[c] for h in hs], dtype=float)
+            cells.append(f"{np.nanmean(v):.1%} ({np.nanmin(v):.1%}–{np.nanmax(v):.1%})" if np.isfinite(v).any() else "–")
+        lines.append(f"| {g} | {len(hs)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown(res: dict[str, Any]) -> str:
     names = list(res["closures"])
     cfg = res["config"]
     lines = [f"# {cfg['title']}", "", f"{cfg['description']} Config `kinclose/conf/{cfg['name']}.yaml`, "
-             f"command `{cfg['command']}`.", "",
-             f"## Spectrum of the closed system on {res['n_states']} dataset states (ρ = 1, u = 0, T = 1)", "",
+             f"command `{cfg['command']}`.", ""]
+    if cfg.get("groups"):
+        lines += group_summary(res, cfg["groups"])
+    lines += [f"## Spectrum of the closed system on {res['n_states']} dataset states (ρ = 1, u = 0, T = 1)", "",
              "| closure | states with complex λ | same, ε ≥ 1 | max \\|Re λ̂\\| median / 99 % / max |", "|---|---|---|---|"]
     for n in names:
         s = res["closures"][n]["spectrum"]

@@ -1,5 +1,6 @@
-"""``scripts/compare_closures.py`` (hyperbolicity ablation, data scaling) on a tiny setting: spectrum,
-shock and sweep entries per closure, each closure's own moments checkpoint, and the Markdown table."""
+"""``scripts/compare_closures.py`` (hyperbolicity ablation, data scaling, seed variance) on a tiny setting:
+spectrum, shock and sweep entries per closure, each closure's own moments checkpoint, the Markdown table
+and its per-recipe summary."""
 
 import json
 import subprocess
@@ -18,7 +19,7 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
                 '{name: b, path: "pretrained:hermmlc_small", moments: "pretrained:hermmlc_small"}]')
     args = [closures, f"spectrum_dataset={data}", "spectrum_states=16", "mach=1.5", "sweep.kns=[1.0]", "sweep.nxs=[16]",
             "sweep.n_cases=1", "sweep.t_end=0.02", "name=tiny", "title=Tiny", f"out_dir={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'hydra'}"]
+            f"hydra.run.dir={tmp_path / 'hydra'}", "+groups=[{name: both, members: [a, b]}]"]
     run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "tiny.json").read_text())
@@ -30,3 +31,7 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     assert set(res["sweeps"]["16"]["models"]) == {"a", "b"} and not res["sweeps"]["16"]["failures"]
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert md.startswith("# Tiny") and "| a | rho |" in md and "| b | q |" in md
+    # the per-recipe summary: mean (min–max) of the two closures; columns of absent sweeps are "–"
+    row = next(line for line in md.splitlines() if line.startswith("| both | 2 |"))
+    rho = [res["closures"][n]["shock"]["errors"]["rho_L2"] for n in ("a", "b")]
+    assert f"{sum(rho) / 2:.1%} ({min(rho):.1%}–{max(rho):.1%})" in row and row.endswith("| – | – |")
