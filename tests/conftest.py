@@ -24,6 +24,17 @@ def _warm_kernels():
     yield
 
 
+@pytest.fixture(scope="session")
+def bgk_dataset(tmp_path_factory) -> Path:
+    """Two tiny synthetic BGK shards (DVM-labeled, ``kinclose.moments._synthetic``) shared by the training
+    tests; tests that corrupt a dataset copy it first."""
+    from kinclose.moments._synthetic import write_dataset
+
+    root = tmp_path_factory.mktemp("bgk") / "data"
+    write_dataset(root, n_shards=2, seed=1, kn_range=(0.05, 1.0), nx=16, nv=64, nt=4, t_end=0.08)
+    return root
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -16,7 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kinclose.conf import compose  # noqa: E402
-from kinclose.moments._synthetic import write_dataset  # noqa: E402
 
 EXE = shutil.which("kinclose-train")
 MOMENTS_ARGS = ["threads=1", "stage.epochs=3", "stage.batch_size=32", "stage.encoder_hidden=[16,16]",
@@ -30,10 +29,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("closure") / "data"
-    write_dataset(root, n_shards=2, seed=1, kn_range=(0.05, 1.0), nx=16, nv=64, nt=4, t_end=0.08)
-    return root
+def dataset(bgk_dataset: Path) -> Path:
+    return bgk_dataset
 
 
 def _train(root: Path, out: Path, encoder: str, extra: tuple[str, ...] = ()) -> dict:

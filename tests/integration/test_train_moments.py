@@ -27,10 +27,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train_cli") / "data"
-    write_dataset(root, n_shards=2, seed=1, kn_range=(0.05, 1.0), nx=16, nv=64, nt=4, t_end=0.08)
-    return root
+def dataset(bgk_dataset: Path) -> Path:
+    return bgk_dataset
 
 
 def test_config_composes_with_the_moments_stage() -> None:

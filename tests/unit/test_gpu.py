@@ -16,7 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kinclose.conf import compose  # noqa: E402
-from kinclose.moments._synthetic import write_dataset  # noqa: E402
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,10 +29,8 @@ CLOSURE_ARGS = ["threads=1", "stage.epochs=8", "stage.patience=15", "stage.batch
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gpu") / "data"
-    write_dataset(root, n_shards=2, seed=3, kn_range=(0.05, 1.0), nx=16, nv=64, nt=4, t_end=0.08)
-    return root
+def dataset(bgk_dataset: Path) -> Path:
+    return bgk_dataset
 
 
 def test_device_auto_is_the_gpu() -> None:
