@@ -25,23 +25,6 @@ from pathlib import Path
 from kinclose.io import atomic_write_json
 
 
-def ensure_dataset(root: Path, tasks: int) -> Path:
-    """``root`` labeled with the small dataset settings (``tasks`` tasks) unless it has a manifest."""
-    if not (root / "manifest.json").is_file():
-        from omegaconf import OmegaConf
-
-        from kinclose.conf import compose
-        from kinclose.data.label import DatasetSpec
-        from kinclose.data.runner import ClusterSpec, label_dataset
-
-        cfg = compose("label", [f"dataset.n_tasks={tasks}"])
-        spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset, resolve=True))
-        t0 = time.perf_counter()
-        label_dataset(spec, root, ClusterSpec(kind="serial"), progress=False)
-        print(f"labeled {tasks} tasks into {root} in {time.perf_counter() - t0:.1f} s")
-    return root
-
-
 def run_device(root: Path, device: str, epochs: int, closure_k: int, work: Path) -> dict:
     from kinclose.closure.train import train_closure
     from kinclose.conf import compose
@@ -79,7 +62,16 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    root = ensure_dataset(Path(args.root), args.tasks)
+    from omegaconf import OmegaConf
+
+    from kinclose.conf import compose
+    from kinclose.data.runner import label_if_missing
+
+    root = Path(args.root)
+    t0 = time.perf_counter()
+    if label_if_missing(root, OmegaConf.to_container(compose("label", [f"dataset.n_tasks={args.tasks}"]).dataset),
+                        progress=False):
+        print(f"labeled {args.tasks} tasks into {root} in {time.perf_counter() - t0:.1f} s")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         rows = {d: run_device(root, d, args.epochs, args.closure_k, Path(tmp)) for d in devices}

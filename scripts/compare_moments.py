@@ -48,21 +48,9 @@ class NonlinearEncoder(ShapeEncoder):
         return self.net(torch.cat([G, H], dim=-1))
 
 
-def ensure_dataset(cfg: DictConfig) -> Path:
-    """The dataset root; labeled with ``cfg.dataset`` first when it has no manifest."""
-    root = Path(cfg.root)
-    if not (root / "manifest.json").is_file():
-        from kinclose.data.label import DatasetSpec
-        from kinclose.data.runner import ClusterSpec, label_dataset
-
-        spec = DatasetSpec.from_dict(OmegaConf.to_container(cfg.dataset, resolve=True))
-        log.info("no manifest.json in %s: labeling %d tasks of dataset %s there first", root, spec.n_tasks, spec.name)
-        label_dataset(spec, root, ClusterSpec(kind="serial"), progress=None)
-    return root
-
-
 def compare(cfg: DictConfig) -> dict[str, Any]:
     """Train and evaluate every (M, encoder); returns the result dict written to moments_table.json."""
+    from kinclose.data.runner import label_if_missing
     from kinclose.moments.decoders import MomentAutoencoder
     from kinclose.moments.shape import XiGrid
     from kinclose.moments.train import (
@@ -76,7 +64,8 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    root = ensure_dataset(cfg)
+    root = Path(cfg.root)
+    label_if_missing(root, OmegaConf.to_container(cfg.dataset, resolve=True))
     device = resolve_device(str(cfg.device))
     grid = XiGrid(float(cfg.xi_max), int(cfg.n_xi))
     t0 = time.perf_counter()

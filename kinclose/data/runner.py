@@ -412,6 +412,18 @@ def label_dataset(
     return summary
 
 
+def label_if_missing(root: str | Path, dataset: dict[str, Any], progress: bool | None = None) -> bool:
+    """Label ``dataset`` (the keys of ``conf/dataset/*.yaml``) serially into ``root`` unless ``root`` already
+    has a manifest; True when it labeled. For scripts that need a dataset and make it on first use."""
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return False
+    spec = DatasetSpec.from_dict(dataset)
+    log.info("no %s in %s: labeling %d tasks of dataset %s there first", MANIFEST, root, spec.n_tasks, spec.name)
+    label_dataset(spec, root, ClusterSpec(kind="serial"), progress=progress)
+    return True
+
+
 def shard_attrs(root: str | Path) -> list[dict[str, Any]]:
     """Root attributes of every shard listed in the manifest (task order)."""
     root = Path(root)
