@@ -142,10 +142,11 @@ def main(cfg: DictConfig) -> None:
                            "shock_dvm_inv_density_thickness": ref_row["inv_density_thickness"],
                            "sweep": OmegaConf.to_container(cfg.sweep, resolve=True), "closures": {}, "sweeps": {},
                            "config": OmegaConf.to_container(cfg, resolve=True)}
+    flux = str(cfg.get("flux", "ap"))  # numerical flux of U of the reduced solver (shock and sweep)
     for name, path in closures.items():
         entry: dict[str, Any] = {"closure": path, "moments": moments[name],
                                  "spectrum": spectrum(path, *states[moments[name]])}
-        opts = dict(model_options(base, "mlc"), closure=path)
+        opts = dict(model_options(base, "mlc"), closure=path, flux=flux)
         try:
             prof, row = solve_model(shock, "mlc", collision="bgk", omega=0.5, options=opts)
             entry["shock"] = {**row, "errors": field_errors(prof, ref)}
@@ -154,7 +155,7 @@ def main(cfg: DictConfig) -> None:
         res["closures"][name] = entry
         log.info("%s: spectrum %s, shock %s", name, entry["spectrum"], entry["shock"].get("errors"))
     sw = cfg.sweep
-    models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max)} for n, p in closures.items()}
+    models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max), "flux": flux} for n, p in closures.items()}
     for nx in sw.nxs:
         res["sweeps"][str(int(nx))] = run_sweep(list(sw.kns), models, int(sw.n_cases), int(sw.seed), int(nx),
                                                 float(sw.t_end), list(sw.kinds), "dvm", {"nv": 96}, 4)

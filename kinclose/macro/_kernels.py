@@ -105,6 +105,13 @@ def _hllc(rl, ul, pl, rr, ur, pr, gamma, out):
 
 
 @njit(cache=True)
+def hllc_faces(WL, WR, gamma, F):
+    """HLLC fluxes F[f] (n, 3) of the face states WL[f], WR[f] (n, 3) primitive (ρ, u, p)."""
+    for f in range(WL.shape[0]):
+        _hllc(WL[f, 0], WL[f, 1], WL[f, 2], WR[f, 0], WR[f, 1], WR[f, 2], gamma, F[f])
+
+
+@njit(cache=True)
 def primitives(U, gamma, W):
     """W[i] = (ρ, u, p) of U[i]; returns the index of the first cell with ρ ≤ 0 or p ≤ 0
     (or a NaN), −1 if all are physical."""

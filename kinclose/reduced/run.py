@@ -66,13 +66,13 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
                 max_steps: int = 1_000_000, xi_max: float | None = None, source: Any = None,
-                source_beta_safety: float = 1.0) -> Fields:
+                source_beta_safety: float = 1.0, flux: str = "ap") -> Fields:
     """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``; the stats
     hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state.
 
     ``source`` : None (exact BGK source; the problem must be BGK), a source object or the path of a
     ``source.pt`` (learned collision source, any collision model); ``source_beta_safety`` multiplies
-    its penalisation rate β."""
+    its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`)."""
     if source is None and problem.collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}. "
                          "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
@@ -83,7 +83,7 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
         left = (problem.rho[0], problem.u[0], problem.T[0])
         right = (problem.rho[-1], problem.u[-1], problem.T[-1])
     s = ReducedSolver(problem.x_left, problem.x_right, problem.nx, cl, problem.mu_ref, problem.omega,
-                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety)
+                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety, flux=flux)
     s.set_state(problem.rho, problem.u, problem.T)
     t0 = time.perf_counter()
     while s.t < problem.t_end - 1e-14 * max(1.0, problem.t_end):

@@ -23,12 +23,13 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
-                  progress: bool | None = False) -> ShockProfile:
+                  flux: str = "ap", progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
     Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
     coarser than ``dx``, each result prolonged (piecewise-linear, conservative in U) onto the next;
-    ``max_steps`` bounds the steps of each level.
+    ``max_steps`` bounds the steps of each level; ``flux`` is the numerical flux of U ("ap" or
+    "rusanov", :class:`ReducedSolver`).
     """
     if collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}")
@@ -44,7 +45,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     solver, level_steps = None, []
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
-                            left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2))
+                            left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux)
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
@@ -58,7 +59,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     wall = time.perf_counter() - t0
     x = solver.x
     f = solver.fields_array()
-    metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "levels": levels, "steps": solver.steps,
+    metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "levels": levels, "steps": solver.steps,
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),

@@ -28,7 +28,23 @@ One forward-Euler transport operator for cell j:
 
 1. frames Fr_j = (u_j, T_j); MUSCL (MC or minmod limiter) reconstruction of ρ, u, T, W at the faces;
 2. Rusanov fluxes with speed a = max(|u| + ξ_max √T) of the two face states: F̂ for U, and for W
-   Ĝ^{(j)} = ½(G_L + G_R) − ½ a (ρ_R m_R − ρ_L m_L), every term in the frame of cell j;
+   Ĝ^{(j)} = ½(G_L + G_R) − ½ a (ρ_R m_R − ρ_L m_L), every term in the frame of cell j.
+   With ``flux="ap"`` (default) the flux of U is the Knudsen-weighted blend
+
+       F̂ = θ F̂_Rusanov + (1 − θ) [F̂_HLLC^Euler + ½(N_L + N_R)],   θ = κ²/(1 + κ²),
+       κ = max over the two face states of ξ_max √T/(ν Δx),
+
+   N = F − F_Euler = (0, σ, σu + q) the non-equilibrium part, κ the number of cells a
+   non-equilibrium signal crosses in a collision time. Rusanov's dissipation a ≈ ξ_max √T is what
+   the fast moment waves need when they survive (κ ≫ 1); when collisions damp them within a cell
+   (κ ≪ 1) the system is Euler plus O(ε) and its dissipation should be Euler's (sound speed
+   √(5T/3), contacts kept): the Rusanov flux would add O(Δx) viscosity ~4× the Euler scheme's
+   (ξ_max = 5) that swamps the physical O(ε) one (the excess numerical viscosity of upwind schemes for stiff relaxation
+   systems, Jin & Levermore, J. Comput. Phys. 126, 1996; the weight is in the spirit of the unified
+   gas-kinetic scheme's, Xu & Huang, J. Comput. Phys. 229, 2010). θ → 1 without collisions
+   (``flux="ap"`` equals ``"rusanov"`` bit for bit there); the flux of W stays Rusanov. The square
+   sharpens the switch around κ = 1: κ/(1 + κ) left 20 % Euler flux in resolved shocks (κ ≈ 4) and
+   cost them accuracy (README, "Numerical flux");
 3. Z_j = ρ_j W_j − h/Δx (Ĝ^{(j)}_{j+½} − Ĝ^{(j)}_{j−½}) (moments in the old frame);
    U_j ← U_j − h/Δx (F̂_{j+½} − F̂_{j−½})  (exactly conservative);
 4. new frame from the new U_j; W_j solves m(W_j; δ', τ') = Z_j/ρ_j (fixed-point iteration),
@@ -48,7 +64,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kinclose.physics import PhysicalStateError, check_state, conservative, primitive
+from kinclose.macro._kernels import hllc_faces
+from kinclose.physics import GAMMA, PhysicalStateError, check_state, conservative, primitive
 from kinclose.reduced.closure import ShapeClosure
 
 
@@ -58,6 +75,14 @@ def _limited_slope(a: NDArray, b: NDArray, limiter: str) -> NDArray:
     if limiter == "minmod":
         return np.where(same, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
     return np.where(same, np.sign(a) * np.minimum(np.minimum(2 * np.abs(a), 2 * np.abs(b)), 0.5 * np.abs(a + b)), 0.0)
+
+
+def _euler_flux(s: NDArray) -> NDArray:
+    """Euler flux (ρu, ρu² + p, (E + p)u) (n, 3) of states s (n, ≥3) with columns ρ, u, T."""
+    rho, u, T = s[:, 0], s[:, 1], s[:, 2]
+    p = rho * T
+    E = 0.5 * rho * u * u + 1.5 * p
+    return np.stack([rho * u, rho * u * u + p, (E + p) * u], axis=1)
 
 
 class ReducedSolver:
@@ -74,20 +99,24 @@ class ReducedSolver:
     source : None (exact BGK source ν ρ (W_eq − W), default) or an object with ``rate(W)`` (n, M) → R̂ (n, M),
         a float ``beta`` > 0 and optionally ``w_eq`` (M,) (must equal the closure's W_eq).
     source_beta_safety : factor > 0 on ``source.beta`` in the penalisation (module docstring).
+    flux : numerical flux of U: "ap" (Knudsen-weighted Rusanov / Euler-HLLC blend, module docstring)
+        or "rusanov".
     """
 
     def __init__(self, x_left: float, x_right: float, nx: int, closure: ShapeClosure, mu_ref: float,
                  omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
                  left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
                  fixed_point_iters: int = 2, limiter: str = "mc", source: Any = None,
-                 source_beta_safety: float = 1.0) -> None:
+                 source_beta_safety: float = 1.0, flux: str = "ap") -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if limiter not in ("mc", "minmod"):
             raise ValueError(f"unknown limiter {limiter!r}; choose 'mc' or 'minmod'")
-        self.limiter = limiter
+        if flux not in ("ap", "rusanov"):
+            raise ValueError(f"unknown flux {flux!r}; choose 'ap' or 'rusanov'")
+        self.limiter, self.flux = limiter, flux
         if bc == "reservoir" and (left is None or right is None):
             raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
         self.x_left, self.x_right, self.nx = float(x_left), float(x_right), int(nx)
@@ -178,6 +207,9 @@ class ReducedSolver:
         a = np.maximum(np.abs(left_state[:, 1]) + self.closure.xi_max * np.sqrt(left_state[:, 2]),
                        np.abs(right_state[:, 1]) + self.closure.xi_max * np.sqrt(right_state[:, 2]))
         Fhat = 0.5 * (F_l + F_r) - 0.5 * a[:, None] * (U_r - U_l)
+        if self.flux == "ap" and not math.isinf(self.mu_ref):
+            theta = self._kinetic_weight(left_state, right_state)[:, None]
+            Fhat = theta * Fhat + (1.0 - theta) * self._equilibrium_flux(left_state, right_state, F_l, F_r)
         if self.bc == "periodic":  # faces 0 and nx are one face: one flux, whatever the closure's rounding
             Fhat[-1] = Fhat[0]
         # W fluxes through the right face (f = j+1) and the left face (f = j) of every cell j, each
@@ -219,6 +251,24 @@ class ReducedSolver:
         E = U[:, 2]
         F = np.stack([rho * u, rho * u * u + p + sigma, (E + p + sigma) * u + q], axis=1)
         return F, U
+
+    def _kinetic_weight(self, sl: NDArray, sr: NDArray) -> NDArray:
+        """θ = κ²/(1 + κ²) (nf,) of the face states sl, sr (nf, 3+M), κ = max ξ_max √T/(ν Δx)."""
+        def kappa(s: NDArray) -> NDArray:
+            nu = s[:, 0] * s[:, 2] ** (1.0 - self.omega) / self.mu_ref
+            return self.closure.xi_max * np.sqrt(s[:, 2]) / (nu * self.dx)
+
+        k2 = np.maximum(kappa(sl), kappa(sr)) ** 2
+        return k2 / (1.0 + k2)
+
+    @staticmethod
+    def _equilibrium_flux(sl: NDArray, sr: NDArray, F_l: NDArray, F_r: NDArray) -> NDArray:
+        """HLLC flux of the Euler part plus the central flux of N = F − F_Euler; F_l, F_r (nf, 3) the
+        closed fluxes of the face states sl, sr (nf, 3+M)."""
+        prim = [np.ascontiguousarray(np.stack([s[:, 0], s[:, 1], s[:, 0] * s[:, 2]], axis=1)) for s in (sl, sr)]
+        H = np.empty((sl.shape[0], 3))
+        hllc_faces(prim[0], prim[1], GAMMA, H)
+        return H + 0.5 * ((F_l - _euler_flux(sl)) + (F_r - _euler_flux(sr)))
 
     def _flux_W(self, sl: NDArray, sr: NDArray, cl: NDArray, cr: NDArray, u_c: NDArray, T_c: NDArray,
                 a: NDArray, cells: NDArray) -> tuple[NDArray, NDArray]:
