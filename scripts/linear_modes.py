@@ -1,0 +1,35 @@
+"""Damping of linear entropy and sound modes across Knudsen numbers, every model against the DVM.
+
+    python scripts/linear_modes.py [nx=64] [t_end=0.3] ['kns=[1e-2,1]']
+
+Writes ``results/linear_modes.md`` / ``.json`` / ``.png`` (definitions in :mod:`kinclose.bench.linear`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from kinclose.bench.linear import markdown, plot, run_linear_modes
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+
+log = logging.getLogger("linear_modes")
+
+
+@hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="linear_modes")
+def main(cfg: DictConfig) -> None:
+    table = run_linear_modes([float(k) for k in cfg.kns], OmegaConf.to_container(cfg.models, resolve=True),
+                             int(cfg.nx), float(cfg.t_end), float(cfg.amplitude), tuple(cfg.modes), str(cfg.reference),
+                             OmegaConf.to_container(cfg.reference_options, resolve=True), int(cfg.reference_refine))
+    table["config"] = OmegaConf.to_container(cfg, resolve=True)
+    out = cfg.out_dir
+    atomic_write_json(f"{out}/linear_modes.json", table)
+    atomic_write_text(f"{out}/linear_modes.md", markdown(table))
+    atomic_savefig(plot(table), f"{out}/linear_modes.png")
+    log.info("wrote %s/linear_modes.md", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Linear modes (kinclose.bench.linear): the kinetic and NSF damping rates agree with the
+Chapman–Enskog (Navier–Stokes, Pr = 1) rate at small ε; Euler does not damp; the script writes its files."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinclose.bench.linear import amplitude, initial_state, markdown, navier_stokes_rate, run_linear_modes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_amplitude_and_modes():
+    x = -0.5 + (np.arange(32) + 0.5) / 32
+    rho, u, T = initial_state("sound", x, 1e-3)
+    assert abs(amplitude(x, rho) - 1e-3) < 1e-15  # cos kx has Â = a
+    np.testing.assert_allclose(u / (rho - 1), math.sqrt(5 / 3))
+    rho, u, T = initial_state("entropy", x, 1e-3)
+    np.testing.assert_allclose(rho + T, 2.0)
+    with pytest.raises(ValueError, match="unknown mode"):
+        initial_state("shear", x, 1e-3)
+
+
+def test_damping_rates_match_navier_stokes_at_small_eps():
+    kn = 0.01
+    t = run_linear_modes([kn], {"nsf": {}, "euler": {}}, nx=32, t_end=0.3, a=1e-3,
+                         reference_options={"nv": 48}, reference_refine=2)
+    g_ns = navier_stokes_rate(kn)
+    for mode in ("entropy", "sound"):
+        res = t["results"][mode]
+        assert res["dvm"][0]["damping"] == pytest.approx(g_ns, rel=0.1), mode   # kinetic = Chapman–Enskog
+        assert res["nsf"][0]["damping"] == pytest.approx(g_ns, rel=0.1), mode
+        assert abs(res["euler"][0]["damping"]) < 0.2 * g_ns, mode              # only numerical damping
+    c = t["results"]["sound"]["dvm"][0]["phase_speed"]
+    assert c == pytest.approx(math.sqrt(5 / 3), rel=0.01)
+    assert "entropy mode" in markdown(t) and not t["failures"]
+
+
+def test_linear_modes_script(tmp_path):
+    cmd = [sys.executable, str(ROOT / "scripts" / "linear_modes.py"), "kns=[0.1]", "nx=16", "t_end=0.1",
+           "~models.mlc", "~models.hermmlc", "~models.euler", "reference_options={nv: 32}", "reference_refine=1", f"out_dir={tmp_path}",
+           f"hydra.run.dir={tmp_path}/hydra"]
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
+    d = json.loads((tmp_path / "linear_modes.json").read_text())
+    assert set(d["results"]) == {"entropy", "sound"} and set(d["results"]["sound"]) == {"dvm", "nsf"}
+    assert (tmp_path / "linear_modes.png").stat().st_size > 0
