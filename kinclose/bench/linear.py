@@ -64,6 +64,7 @@ def observable(mode: str, rho: NDArray, u: NDArray, T: NDArray) -> NDArray:
 
 
 def problem(mode: str, kn: float, nx: int, t_end: float, a: float, omega: float = 0.5) -> Problem:
+    """The periodic problem of ``mode`` with amplitude ``a`` on ``nx`` cells at Knudsen number ``kn``."""
     x = -0.5 + (np.arange(nx) + 0.5) / nx
     rho, u, T = initial_state(mode, x, a)
     return Problem(-0.5, 0.5, rho, u, T, kn=kn, t_end=t_end, omega=omega, meta={"mode": mode})
@@ -93,6 +94,10 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown mode {m!r}; choose from {MODES}")
+    if not (0.0 < a <= 0.1):
+        raise ValueError(f"amplitude {a!r} must be in (0, 0.1]: the rates are those of the linearized equations")
+    if not (t_end > 0.0 and nx >= 8):
+        raise ValueError(f"need t_end > 0 and nx >= 8, got t_end={t_end!r}, nx={nx!r}")
     names = [reference] + [n for n in models if n != reference]
     table: dict[str, Any] = {"kns": list(kns), "modes": list(modes), "nx": nx, "t_end": t_end, "amplitude": a,
                              "navier_stokes": [navier_stokes_rate(k) for k in kns], "reference": reference,
@@ -110,7 +115,8 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
                                                   **(reference_options or {})), reference_refine)
                         else:
                             opts = models[name]
-                            f = run_model(opts.get("model", name), prob, **{k: v for k, v in opts.items() if k != "model"})
+                            kw = {k: v for k, v in opts.items() if k != "model"}
+                            f = run_model(opts.get("model", name), prob, **kw)
                         row = rates(mode, x, phi0, f)
                     except Exception as exc:  # a failed model is a result
                         table["failures"].append({"model": name, "mode": mode, "kn": kn,
@@ -126,8 +132,8 @@ def markdown(table: dict[str, Any]) -> str:
     """Damping rates Γ (and sound phase speeds) per ε; the models' ratio to the reference."""
     kns, ref = table["kns"], table["reference"]
     head = "| model | " + " | ".join(f"ε={k:g}" for k in kns) + " |\n|---|" + "---|" * len(kns) + "\n"
-    lines = [f"Linear modes on the periodic unit domain (k = 2π, amplitude {table['amplitude']:g}, {table['nx']} cells, "
-             f"t = {table['t_end']:g}); reference {ref} on {table['nx']}×refined cells. ε = λ_ref/L (VHS); "
+    lines = [f"Linear modes on the periodic unit domain (k = 2π, amplitude {table['amplitude']:g}, "
+             f"{table['nx']} cells, t = {table['t_end']:g}); reference {ref} on {table['nx']}×refined cells. ε = λ_ref/L (VHS); "
              "Γ = −ln(|Â(t)|/|Â(0)|)/t, Γ_NS = μ k²/ρ (BGK, Pr = 1; `kinclose.bench.linear`).", ""]
     for mode in table["modes"]:
         res = table["results"][mode]
@@ -151,6 +157,10 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _style(reference: bool) -> dict[str, Any]:
+    return {"marker": "o", "lw": 2.5, "color": "k", "alpha": 0.35} if reference else {"marker": "s"}
+
+
 def plot(table: dict[str, Any]) -> Any:
     """Damping rate against ε, one panel per mode (log–log), and the sound phase speed."""
     import matplotlib.pyplot as plt
@@ -163,7 +173,7 @@ def plot(table: dict[str, Any]) -> Any:
         ax.loglog(kns, table["navier_stokes"], "k:", label="Navier–Stokes theory μk²/ρ")
         for name, rows in table["results"][mode].items():
             g = np.array([r["damping"] for r in rows])
-            style = {"marker": "o", "lw": 2.5, "color": "k", "alpha": 0.35} if name == table["reference"] else {"marker": "s"}
+            style = _style(name == table["reference"])
             ax.loglog(kns[g > 0], g[g > 0], label=name, **style)
         ax.set_xlabel("ε = λ_ref / L")
         ax.set_ylabel("damping rate Γ")
@@ -173,7 +183,7 @@ def plot(table: dict[str, Any]) -> Any:
         ax = axes[0][-1]
         for name, rows in table["results"]["sound"].items():
             c = np.array([r.get("phase_speed", np.nan) for r in rows]) / math.sqrt(GAMMA)
-            style = {"marker": "o", "lw": 2.5, "color": "k", "alpha": 0.35} if name == table["reference"] else {"marker": "s"}
+            style = _style(name == table["reference"])
             ax.semilogx(kns, c, label=name, **style)
         ax.set_xlabel("ε = λ_ref / L")
         ax.set_ylabel("phase speed / √(5/3)")

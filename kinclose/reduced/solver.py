@@ -39,9 +39,9 @@ One forward-Euler transport operator for cell j:
    the fast moment waves need when they survive (κ ≫ 1); when collisions damp them within a cell
    (κ ≪ 1) the system is Euler plus O(ε) and its dissipation should be Euler's (sound speed
    √(5T/3), contacts kept): the Rusanov flux would add O(Δx) viscosity ~4× the Euler scheme's
-   (ξ_max = 5) that swamps the physical O(ε) one (the excess numerical viscosity of upwind schemes for stiff relaxation
-   systems, Jin & Levermore, J. Comput. Phys. 126, 1996; the weight is in the spirit of the unified
-   gas-kinetic scheme's, Xu & Huang, J. Comput. Phys. 229, 2010). θ → 1 without collisions
+   (ξ_max = 5) that swamps the physical O(ε) one (the excess numerical viscosity of upwind schemes
+   for stiff relaxation systems, Jin & Levermore, J. Comput. Phys. 126, 1996; the weight is in the
+   spirit of the unified gas-kinetic scheme's, Xu & Huang, J. Comput. Phys. 229, 2010). θ → 1 without collisions
    (``flux="ap"`` equals ``"rusanov"`` bit for bit there); the flux of W stays Rusanov. The square
    sharpens the switch around κ = 1: κ/(1 + κ) left 20 % Euler flux in resolved shocks (κ ≈ 4) and
    cost them accuracy (README, "Numerical flux");

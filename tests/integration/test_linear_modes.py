@@ -24,6 +24,8 @@ def test_amplitude_and_modes():
     np.testing.assert_allclose(rho + T, 2.0)
     with pytest.raises(ValueError, match="unknown mode"):
         initial_state("shear", x, 1e-3)
+    with pytest.raises(ValueError, match="amplitude"):
+        run_linear_modes([0.1], {}, nx=16, t_end=0.1, a=0.5)
 
 
 def test_damping_rates_match_navier_stokes_at_small_eps():
@@ -43,8 +45,8 @@ def test_damping_rates_match_navier_stokes_at_small_eps():
 
 def test_linear_modes_script(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "linear_modes.py"), "kns=[0.1]", "nx=16", "t_end=0.1",
-           "~models.mlc", "~models.hermmlc", "~models.euler", "reference_options={nv: 32}", "reference_refine=1", f"out_dir={tmp_path}",
-           f"hydra.run.dir={tmp_path}/hydra"]
+           "~models.mlc", "~models.hermmlc", "~models.euler", "reference_options={nv: 32}", "reference_refine=1",
+           f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path}/hydra"]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
     d = json.loads((tmp_path / "linear_modes.json").read_text())
     assert set(d["results"]) == {"entropy", "sound"} and set(d["results"]["sound"]) == {"dvm", "nsf"}
