@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose.bench.sweep import coarsen
+from kinclose.data.label import cell_centres
 from kinclose.models import run_model
 from kinclose.physics import GAMMA, mu_ref_for_knudsen
 from kinclose.problem import Fields, Problem
@@ -65,8 +66,7 @@ def observable(mode: str, rho: NDArray, u: NDArray, T: NDArray) -> NDArray:
 
 def problem(mode: str, kn: float, nx: int, t_end: float, a: float, omega: float = 0.5) -> Problem:
     """The periodic problem of ``mode`` with amplitude ``a`` on ``nx`` cells at Knudsen number ``kn``."""
-    x = -0.5 + (np.arange(nx) + 0.5) / nx
-    rho, u, T = initial_state(mode, x, a)
+    rho, u, T = initial_state(mode, cell_centres(-0.5, 0.5, nx), a)
     return Problem(-0.5, 0.5, rho, u, T, kn=kn, t_end=t_end, omega=omega, meta={"mode": mode})
 
 
@@ -106,7 +106,6 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
         for mode in modes:
             for kn in kns:
                 prob = problem(mode, kn, nx, t_end, a)
-                x = -0.5 + (np.arange(nx) + 0.5) / nx
                 phi0 = observable(mode, prob.rho, prob.u, prob.T)
                 for name in names:
                     try:
@@ -117,7 +116,7 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
                             opts = models[name]
                             kw = {k: v for k, v in opts.items() if k != "model"}
                             f = run_model(opts.get("model", name), prob, **kw)
-                        row = rates(mode, x, phi0, f)
+                        row = rates(mode, prob.x, phi0, f)
                     except Exception as exc:  # a failed model is a result
                         table["failures"].append({"model": name, "mode": mode, "kn": kn,
                                                   "error": f"{type(exc).__name__}: {exc}"})

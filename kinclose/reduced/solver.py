@@ -65,7 +65,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose.macro._kernels import hllc_faces
-from kinclose.physics import GAMMA, PhysicalStateError, check_state, conservative, primitive
+from kinclose.physics import GAMMA, PhysicalStateError, check_state, collision_frequency, conservative, primitive
 from kinclose.reduced.closure import ShapeClosure
 
 
@@ -255,7 +255,7 @@ class ReducedSolver:
     def _kinetic_weight(self, sl: NDArray, sr: NDArray) -> NDArray:
         """θ = κ²/(1 + κ²) (nf,) of the face states sl, sr (nf, 3+M), κ = max ξ_max √T/(ν Δx)."""
         def kappa(s: NDArray) -> NDArray:
-            nu = s[:, 0] * s[:, 2] ** (1.0 - self.omega) / self.mu_ref
+            nu = collision_frequency(s[:, 0], s[:, 2], self.mu_ref, self.omega)
             return self.closure.xi_max * np.sqrt(s[:, 2]) / (nu * self.dx)
 
         k2 = np.maximum(kappa(sl), kappa(sr)) ** 2
