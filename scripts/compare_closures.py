@@ -1,13 +1,16 @@
-"""Compare MLC closures on the spectrum of the closed system over dataset states, the Mach 5.5 shock
-against the DVM and the Knudsen sweep (issue 6). Two studies use it:
+"""Compare MLC closures on the spectrum of the closed system over dataset states, its grid-free linear
+modes against the kinetic linear theory, the Mach 5.5 shock against the DVM and the Knudsen sweep
+(issue 6). Studies that use it:
 
-    python scripts/compare_closures.py                                    # hyperbolicity penalty 0 / 0.1 / 1
-    python scripts/compare_closures.py --config-name closure_data_scaling # 48 vs 192 training shards
+    python scripts/compare_closures.py                                       # hyperbolicity penalty 0 / 0.1 / 1
+    python scripts/compare_closures.py --config-name closure_data_scaling    # 48 vs 192 training shards
+    python scripts/compare_closures.py --config-name closure_seed_variance   # 3 seeds x 3 recipes
+    python scripts/compare_closures.py --config-name closure_linear_response # exact σ̂, q̂; linear-response penalty
+    python scripts/compare_closures.py --config-name closure_moment_count    # M = 4 vs 6
 
 Each closure has a ``name`` (table row), a ``path`` (closure.pt or pretrained:<name>) and optionally its
 ``moments`` checkpoint (default: the config's ``moments_ckpt``), which encodes the dataset states of the
-spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``. Configs: ``kinclose/conf/hyperbolicity_ablation.yaml``,
-``kinclose/conf/closure_data_scaling.yaml``.
+spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<config name>.yaml``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ def spectrum(closure: str, W: np.ndarray, kn: np.ndarray) -> dict[str, Any]:
     return {"states_complex": float(cplx.mean()), "states_complex_kn_ge_1": float(cplx[kn >= 1].mean()),
             "speed_median": float(np.median(sp)), "speed_q99": float(np.quantile(sp, 0.99)),
             "speed_max": float(sp.max())}
+
+
+def linear_modes(closure: str, kns: list[float], t_end: float) -> dict[str, Any]:
+    """Grid-free linear-mode damping and sound phase speed of the closed system, and their ratio to the
+    kinetic linear theory (``kinclose.bench.linear.linear_theory``), at ε = ``kns``, t = ``t_end``."""
+    from kinclose.bench.linear import linear_theory
+
+    th = linear_theory(kns, t_end, {"closure": closure})
+    kin, cl = th["kinetic"], th["closure"]
+    return {"kns": list(kns), "t_end": t_end, **{f"{k}_ratio": [a / b for a, b in zip(cl[k], kin[k])]
+                                                  for k in ("entropy", "sound", "phase_speed")}}
 
 
 def dataset_states(cfg: DictConfig, mck: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +117,17 @@ def markdown(res: dict[str, Any]) -> str:
         s = res["closures"][n]["spectrum"]
         lines.append(f"| {n} | {s['states_complex']:.1%} | {s['states_complex_kn_ge_1']:.1%} | "
                      f"{s['speed_median']:.2f} / {s['speed_q99']:.2f} / {s['speed_max']:.2f} |")
+    lm = [res["closures"][n].get("linear_modes") for n in names]
+    if any(lm):
+        kns = next(x for x in lm if x)["kns"]
+        lines += ["", "## Linear modes, grid-free (k = 2π, t = 0.3): closed system / kinetic linear theory", "",
+                  "| closure | " + " | ".join(f"entropy Γ ε={k:g}" for k in kns) + " | "
+                  + " | ".join(f"sound Γ ε={k:g}" for k in kns) + " | "
+                  + " | ".join(f"c_φ ε={k:g}" for k in kns) + " |", "|---|" + "---|" * (3 * len(kns))]
+        for n, x in zip(names, lm):
+            if x:
+                lines.append(f"| {n} | " + " | ".join(f"{v:.2f}" for key in ("entropy_ratio", "sound_ratio",
+                                                                              "phase_speed_ratio") for v in x[key]) + " |")
     lines += ["", f"## Mach {res['mach']} shock (BGK, ω = 0.5): relative L2 errors against the DVM", "",
               "| closure | 1/δ_ρ | " + " | ".join(FIELDS) + " | steady |", "|---|" + "---|" * (len(FIELDS) + 2)]
     ref = res["shock_dvm_inv_density_thickness"]
@@ -145,7 +170,8 @@ def main(cfg: DictConfig) -> None:
     flux = str(cfg.get("flux", "ap"))  # numerical flux of U of the reduced solver (shock and sweep)
     for name, path in closures.items():
         entry: dict[str, Any] = {"closure": path, "moments": moments[name],
-                                 "spectrum": spectrum(path, *states[moments[name]])}
+                                 "spectrum": spectrum(path, *states[moments[name]]),
+                                 "linear_modes": linear_modes(path, [0.1, 1.0, 10.0], 0.3)}
         opts = dict(model_options(base, "mlc"), closure=path, flux=flux)
         try:
             prof, row = solve_model(shock, "mlc", collision="bgk", omega=0.5, options=opts)

@@ -2,7 +2,8 @@
 
     python scripts/linear_modes.py [nx=64] [t_end=0.3] ['kns=[1e-2,1]']
 
-Writes ``results/linear_modes.md`` / ``.json`` / ``.png`` (definitions in :mod:`kinclose.bench.linear`).
+Writes ``results/linear_modes.md`` / ``.json`` / ``.png`` (definitions in :mod:`kinclose.bench.linear`), with
+the grid-free linear theory of the kinetic equation and of each learned closure beside the simulations.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from kinclose.bench.linear import markdown, plot, run_linear_modes
+from kinclose.bench.linear import linear_theory, markdown, plot, run_linear_modes
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("linear_modes")
@@ -23,6 +24,8 @@ def main(cfg: DictConfig) -> None:
     table = run_linear_modes([float(k) for k in cfg.kns], OmegaConf.to_container(cfg.models, resolve=True),
                              int(cfg.nx), float(cfg.t_end), float(cfg.amplitude), tuple(cfg.modes), str(cfg.reference),
                              OmegaConf.to_container(cfg.reference_options, resolve=True), int(cfg.reference_refine))
+    closures = {n: str(o["closure"]) for n, o in cfg.models.items() if "closure" in o}
+    table["theory"] = linear_theory(table["kns"], table["t_end"], closures)
     table["config"] = OmegaConf.to_container(cfg, resolve=True)
     out = cfg.out_dir
     atomic_write_json(f"{out}/linear_modes.json", table)

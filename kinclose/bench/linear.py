@@ -85,6 +85,34 @@ def navier_stokes_rate(kn: float, omega: float = 0.5) -> float:
     return mu_ref_for_knudsen(kn, omega) * K * K
 
 
+def linear_theory(kns: list[float], t_end: float, closures: dict[str, str], omega: float = 0.5) -> dict[str, Any]:
+    """Grid-free damping rates and sound phase speeds of the linearized equations at t_end
+    (:mod:`kinclose.closure.linear_response`): the exact linear BGK response ("kinetic") and the closed
+    moment system of each closure (name → closure.pt or ``pretrained:<name>``), same observables as
+    :func:`rates`. Returns {name: {"entropy": [Γ], "sound": [Γ], "phase_speed": [c_φ]}} per ε."""
+    import torch
+
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.linear_response import closed_response, damping_and_speed, kinetic_response
+    from kinclose.pretrained import resolve
+
+    kn_k = [K * mu_ref_for_knudsen(k, omega) for k in kns]
+    s = K * t_end
+    responses = {"kinetic": [kinetic_response(k, [s], n=160)[0] for k in kn_k]}
+    for name, path in closures.items():
+        ens = LearnedClosure.from_checkpoint(resolve(path)).ensemble
+        with torch.no_grad():
+            R = closed_response(lambda w: ens.stress_heat(w)[0], lambda w, d, t: ens.frame(w, d, t)[:2], ens.w_eq,
+                                kn_k, [s])
+        responses[name] = list(R.numpy()[:, 0])
+    out: dict[str, Any] = {}
+    for name, Rs in responses.items():
+        ent = [damping_and_speed(R, s, "entropy")[0] * K for R in Rs]
+        snd = [damping_and_speed(R, s, "sound") for R in Rs]
+        out[name] = {"entropy": ent, "sound": [g * K for g, _ in snd], "phase_speed": [c for _, c in snd]}
+    return out
+
+
 def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: int, t_end: float, a: float,
                      modes: tuple[str, ...] = MODES, reference: str = "dvm",
                      reference_options: dict[str, Any] | None = None, reference_refine: int = 4) -> dict[str, Any]:
@@ -134,6 +162,11 @@ def markdown(table: dict[str, Any]) -> str:
     lines = [f"Linear modes on the periodic unit domain (k = 2π, amplitude {table['amplitude']:g}, "
              f"{table['nx']} cells, t = {table['t_end']:g}); reference {ref} on {table['nx']}×refined cells. ε = λ_ref/L (VHS); "
              "Γ = −ln(|Â(t)|/|Â(0)|)/t, Γ_NS = μ k²/ρ (BGK, Pr = 1; `kinclose.bench.linear`).", ""]
+    theory = table.get("theory", {})
+    if theory:
+        lines += ["Rows marked *linear theory* are grid-free: the exact linearized BGK equation (kinetic) and the "
+                  "linearized closed moment system of each closure at W_eq (`kinclose.closure.linear_response`), "
+                  "same observables and time; their ratio is to the kinetic theory.", ""]
     for mode in table["modes"]:
         res = table["results"][mode]
         lines += [f"## {mode} mode: damping rate Γ (ratio to {ref})", "", head.rstrip("\n")]
@@ -144,12 +177,19 @@ def markdown(table: dict[str, Any]) -> str:
                 g, g0 = r["damping"], rr["damping"]
                 cells.append(f"{g:.4g}" if name == ref else f"{g:.4g} ({g / g0:.2f})")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for name, th in theory.items():
+            cells = [f"{g:.4g}" if name == "kinetic" else f"{g:.4g} ({g / g0:.2f})"
+                     for g, g0 in zip(th[mode], theory["kinetic"][mode])]
+            lines.append(f"| {name} linear theory | " + " | ".join(cells) + " |")
         lines.append("")
         if mode == "sound":
             lines += ["## sound mode: phase speed c_φ / √(5/3)", "", head.rstrip("\n")]
             for name, rows in res.items():
                 lines.append(f"| {name} | " + " | ".join(f"{r.get('phase_speed', math.nan) / math.sqrt(GAMMA):.4f}"
                                                        for r in rows) + " |")
+            for name, th in theory.items():
+                lines.append(f"| {name} linear theory | "
+                             + " | ".join(f"{c / math.sqrt(GAMMA):.4f}" for c in th["phase_speed"]) + " |")
             lines.append("")
     for fl in table["failures"]:
         lines.append(f"- failed: {fl['model']} ({fl['mode']}, ε = {fl['kn']:g}): {fl['error']}")
@@ -168,8 +208,11 @@ def plot(table: dict[str, Any]) -> Any:
     modes = table["modes"]
     panels = len(modes) + ("sound" in modes)
     fig, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 4.0), squeeze=False)
+    kin = table.get("theory", {}).get("kinetic")
     for ax, mode in zip(axes[0], modes):
         ax.loglog(kns, table["navier_stokes"], "k:", label="Navier–Stokes theory μk²/ρ")
+        if kin:
+            ax.loglog(kns, kin[mode], "k--", lw=1, label="kinetic linear theory (grid-free)")
         for name, rows in table["results"][mode].items():
             g = np.array([r["damping"] for r in rows])
             style = _style(name == table["reference"])
@@ -184,6 +227,9 @@ def plot(table: dict[str, Any]) -> Any:
             c = np.array([r.get("phase_speed", np.nan) for r in rows]) / math.sqrt(GAMMA)
             style = _style(name == table["reference"])
             ax.semilogx(kns, c, label=name, **style)
+        if kin:
+            ax.semilogx(kns, np.asarray(kin["phase_speed"]) / math.sqrt(GAMMA), "k--", lw=1,
+                        label="kinetic linear theory")
         ax.set_xlabel("ε = λ_ref / L")
         ax.set_ylabel("phase speed / √(5/3)")
         ax.set_title("sound mode: phase speed")

@@ -28,12 +28,14 @@ Per (Mach, model), in ``mach_sweep.json`` → ``rows`` (one dict per entry):
 
 Each entry is cached as ``<cache_dir>/M<mach>/<model>.json`` (atomic write), keyed by the Mach
 number, collision model, ω and the model options: a rerun recomputes only missing entries and
-entries whose options changed (``threads`` and ``progress`` excepted). The cache does not see code
-changes: delete it after changing a solver or a closure file.
+entries whose options changed (``threads`` and ``progress`` excepted). The key also holds a digest of
+the package's Python sources and the SHA-256 of the closure file a model uses, so a changed solver or
+closure recomputes its entries (any edit of ``kinclose/**/*.py`` invalidates the whole cache).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -51,7 +53,7 @@ from kinclose.shockprofile import FIELDS, ShockProfile
 log = logging.getLogger(__name__)
 
 JUMP_MODELS = frozenset({"euler"})  # zero-thickness shocks: 1/δ_ρ is 1/Δx of their grid, not a thickness
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 RUNTIME_OPTIONS = frozenset({"threads", "progress"})  # do not change a result: not part of the cache key
 
 
@@ -87,10 +89,25 @@ def _per_mach(cfg: DictConfig) -> dict[float, Any]:
     return out
 
 
-def _cache_key(mach: float, name: str, collision: str, omega: float, options: dict) -> dict:
+def source_digest() -> str:
+    """SHA-256 over the package's Python sources (relative paths and contents, in sorted order)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _cache_key(mach: float, name: str, collision: str, omega: float, options: dict, code: str) -> dict:
+    from kinclose.closure.train import file_sha256
+    from kinclose.pretrained import resolve
+
     options = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
     key = {"version": CACHE_VERSION, "mach": float(mach), "model": name, "collision": collision,
-           "omega": float(omega), "options": options}
+           "omega": float(omega), "options": options, "code": code}
+    if options.get("closure"):
+        key["closure_sha256"] = file_sha256(resolve(str(options["closure"])))
     return json.loads(json.dumps(key))  # the form it takes after a JSON round trip
 
 
@@ -149,10 +166,11 @@ def run_mach_sweep(cfg: DictConfig, cache_dir: str | Path) -> dict:
     # every option is checked before the first (possibly long) solve
     options = {(m, n): entry_options(cfg, m, n) for m in machs for n in models}
     cache_dir = Path(cache_dir)
+    code = source_digest()
     entries: dict[tuple[float, str], dict] = {}
     n_total = len(machs) * len(models)
     for i, (mach, name) in enumerate(((m, n) for m in machs for n in models), start=1):
-        key = _cache_key(mach, name, collision, omega, options[(mach, name)])
+        key = _cache_key(mach, name, collision, omega, options[(mach, name)], code)
         path = cache_dir / mach_label(mach) / f"{name}.json"
         entry = _load_cache(path, key)
         cached = entry is not None

@@ -82,7 +82,7 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
     """Run every model on every case; returns per-ε mean errors, wall times and failures."""
     from tqdm.auto import tqdm
 
-    table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": []}
+    table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": [], "cases": []}
     for name in models:
         table["models"][name] = {"errors": {f: [] for f in FIELDS}, "wall_s": []}
     ref_wall = []
@@ -96,6 +96,7 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
             rwall = 0.0
             for case in cases:
                 prob = problem(case, nx)
+                row: dict[str, Any] = {"kn": kn, "seed": case["seed"], "kind": case["spec"]["kind"], "errors": {}}
                 t0 = time.perf_counter()
                 ref = coarsen(run_model(reference, problem(case, nx * reference_refine),
                                         **(reference_options or {})), reference_refine)
@@ -112,11 +113,13 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
                         log.debug("%s", traceback.format_exc())
                         continue
                     wall[name] += time.perf_counter() - t0
-                    for f, e in errors(out, ref).items():
+                    row["errors"][name] = errors(out, ref)
+                    for f, e in row["errors"][name].items():
                         acc[name][f].append(e)
                     for k in DIAGNOSTICS:
                         if k in out.stats:
                             diag[name][k].append(float(out.stats[k]))
+                table["cases"].append(row)
                 bar.update(1)
             ref_wall.append(rwall / len(cases))
             for name in models:
@@ -160,9 +163,30 @@ def markdown(table: dict[str, Any]) -> str:
                 v = [d[k][i] for k in DIAGNOSTICS]
                 cells.append(f"{v[0]:.1%} / {v[1]:.2f} / {v[2]:.1%} / {v[3]:.1%}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += by_kind(table)
     if table["failures"]:
         lines += ["", f"{len(table['failures'])} failed runs (see JSON)."]
     return "\n".join(lines) + "\n"
+
+
+def by_kind(table: dict[str, Any], fields: tuple[str, ...] = ("rho", "T", "q")) -> list[str]:
+    """Markdown lines: errors split by initial-data kind (mean over that kind's cases; ``table["cases"]``)."""
+    cases = table.get("cases") or []
+    kinds = sorted({c["kind"] for c in cases})
+    if len(kinds) < 2:
+        return []
+    kns = table["kns"]
+    lines = ["", "By initial-data kind (mean over the cases of that kind; few cases each): "
+             + " / ".join(fields) + ".", "",
+             "| model | kind | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
+    for name in table["models"]:
+        for kind in kinds:
+            cells = []
+            for kn in kns:
+                sel = [c["errors"][name] for c in cases if c["kn"] == kn and c["kind"] == kind and name in c["errors"]]
+                cells.append(" / ".join(f"{np.mean([e[f] for e in sel]):.1%}" for f in fields) if sel else "–")
+            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(table: dict[str, Any], axes: Any = None) -> Any:

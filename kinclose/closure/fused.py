@@ -75,18 +75,21 @@ class FusedEnsemble:
         fr = [m.frame for m in ensemble.members]
         self.M, self.K = int(ensemble.M), int(ensemble.K)
         self.anchor = bool(sh[0].anchor)
-        self.sh_net = _StackedMLP([n.net for n in sh], act, dt)
+        self.exact = bool(sh[0].exact)
+        self.sh_net = None if self.exact else _StackedMLP([n.net for n in sh], act, dt)
         self.fr_net = _StackedMLP([n.net for n in fr], act, dt)
         self.sh_w_mean, self.sh_w_std = _buffers(sh, "w_mean"), _buffers(sh, "w_std")
         self.sh_w_eq, self.y_mean, self.y_std = _buffers(sh, "w_eq"), _buffers(sh, "y_mean"), _buffers(sh, "y_std")
         self.fr_w_mean, self.fr_w_std = _buffers(fr, "w_mean"), _buffers(fr, "w_std")
         self.delta_scale, self.logtau_scale = _buffers(fr, "delta_scale"), _buffers(fr, "logtau_scale")
         self.dm_std, self.k_mean, self.k_std = _buffers(fr, "dm_std"), _buffers(fr, "k_mean"), _buffers(fr, "k_std")
-        if self.anchor:  # N(z_eq) is a constant of each member
+        if self.anchor and not self.exact:  # N(z_eq) is a constant of each member
             self.sh_offset = self.sh_net((self.sh_w_eq - self.sh_w_mean) / self.sh_w_std)
 
     def stress_heat_all(self, W: NDArray) -> NDArray:
         """(K, n, 2)."""
+        if self.exact:  # σ̂ = W_0 − W_eq,0, q̂ = W_1 − W_eq,1 (networks.StressHeatNet)
+            return W[None, :, :2] - self.sh_w_eq[..., :2]
         out = self.sh_net((W[None] - self.sh_w_mean) / self.sh_w_std)
         if self.anchor:
             return (out - self.sh_offset) * self.y_std

@@ -30,15 +30,16 @@ FrameFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tenso
 """W (n, M), δ (n,), τ (n,) → m (n, M), k (n, M)."""
 
 
-def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Tensor, W: torch.Tensor,
-                         frame_derivatives: bool = True, create_graph: bool = False) -> torch.Tensor:
-    """A (n, d, d), d = 3 + M, of the closed system (module docstring) at U (n, 3), W (n, M).
+def closed_system_jacobians(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Tensor, W: torch.Tensor,
+                            frame_derivatives: bool = True, create_graph: bool = False
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂Φ/∂P, ∂Q/∂P), each (n, d, d), d = 3 + M, of the closed system (module docstring) at U (n, 3),
+    W (n, M), P = (U, W).
 
-    ``frame_derivatives=False`` holds δ = 0, τ = 1 fixed (Q = (U, ρW)); ``create_graph=True`` keeps A
-    differentiable with respect to the networks' parameters (for training). The Jacobians ∂Φ/∂P and
-    ∂Q/∂P of all states come from one vectorized reverse-mode pass (``torch.func.vmap`` of ``jacrev``
-    over the states) instead of 2d backward passes; the frame (u*, T*) = (u, T) of each state is a
-    constant of the differentiation.
+    ``frame_derivatives=False`` holds δ = 0, τ = 1 fixed (Q = (U, ρW)); ``create_graph=True`` keeps them
+    differentiable with respect to the networks' parameters (for training). Both come from one
+    vectorized reverse-mode pass (``torch.func.vmap`` of ``jacrev`` over the states) instead of 2d
+    backward passes; the frame (u*, T*) = (u, T) of each state is a constant of the differentiation.
     """
     from torch.func import jacrev, vmap
 
@@ -71,7 +72,15 @@ def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Ten
         return flux[0], Q[0]
 
     with torch.enable_grad() if create_graph else torch.no_grad():
-        JF, JQ = vmap(jacrev(flux_and_state, argnums=0))(P, u0, T0)  # (n, d, d): J[:, i, j] = ∂_i/∂P_j
+        return vmap(jacrev(flux_and_state, argnums=0))(P, u0, T0)  # (n, d, d): J[:, i, j] = ∂_i/∂P_j
+
+
+def closed_flux_jacobian(stress_heat: StressHeatFn, frame: FrameFn, U: torch.Tensor, W: torch.Tensor,
+                         frame_derivatives: bool = True, create_graph: bool = False) -> torch.Tensor:
+    """A = (∂Φ/∂P)(∂Q/∂P)⁻¹ (n, d, d) of the closed system at U (n, 3), W (n, M); arguments as for
+    :func:`closed_system_jacobians`."""
+    JF, JQ = closed_system_jacobians(stress_heat, frame, U, W, frame_derivatives, create_graph)
+    with torch.enable_grad() if create_graph else torch.no_grad():
         # A = JF JQ^{-1}  ⇔  JQᵀ Aᵀ = JFᵀ
         return torch.linalg.solve(JQ.transpose(1, 2), JF.transpose(1, 2)).transpose(1, 2)
 

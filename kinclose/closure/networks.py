@@ -3,6 +3,9 @@
 * :class:`StressHeatNet`  W ↦ (σ̂, q̂):    y = S_y ⊙ [N(z) − N(z_eq)],  z = (W − μ_W)/s_W.
   Anchored at the equilibrium moments W_eq (the Maxwellian shape has σ = q = 0), so the Euler limit
   is reproduced by construction (option ``anchor``; without it y = S_y ⊙ N(z) + μ_y).
+  With ``exact=True`` (moments whose first two are the physical ones, W_0 = 1 + σ̂, W_1 = q̂: the
+  learned encoder's ``stress_heat`` option) there is nothing to learn: y = (W_0 − W_eq,0, W_1 − W_eq,1),
+  which is σ̂, q̂ to the truncation of the ξ grid and vanishes at W_eq; no network is built.
 * :class:`FrameNet`  (W, δ, τ) ↦ (m, k):
       m = W + S_m ⊙ [δ̃ A(x) + t̃ B(x)],   k = μ_k + S_k ⊙ C(x),
       x = (z, δ̃, t̃),  δ̃ = δ/δ_s,  t̃ = ln τ / t_s,  (A, B, C) = N(x) ∈ R^{3M}.
@@ -44,11 +47,15 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh") 
 class StressHeatNet(nn.Module):
     """W (n, M) → (σ̂, q̂) (n, 2); see the module docstring."""
 
-    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True) -> None:
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True,
+                 exact: bool = False) -> None:
         super().__init__()
         self.M = int(M)
         self.anchor = bool(anchor)
-        self.net = mlp(self.M, hidden, 2, activation)
+        self.exact = bool(exact)
+        if self.exact and self.M < 2:
+            raise ValueError(f"exact stress and heat flux need W_0 = 1 + sigma_hat, W_1 = q_hat (M >= 2), got M={M}")
+        self.net = None if self.exact else mlp(self.M, hidden, 2, activation)
         self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
         self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
@@ -56,6 +63,8 @@ class StressHeatNet(nn.Module):
         self.register_buffer("y_std", torch.ones(2, dtype=DTYPE))
 
     def forward(self, W: torch.Tensor) -> torch.Tensor:
+        if self.exact:
+            return W[:, :2] - self.w_eq[None, :2]
         z = (W - self.w_mean) / self.w_std
         out = self.net(z)
         if self.anchor:
@@ -93,9 +102,10 @@ class FrameNet(nn.Module):
 class ClosureMember(nn.Module):
     """One ensemble member: σ̂, q̂ and the frame change m, k."""
 
-    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True) -> None:
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True,
+                 exact_stress_heat: bool = False) -> None:
         super().__init__()
-        self.stress_heat = StressHeatNet(M, hidden, activation, anchor)
+        self.stress_heat = StressHeatNet(M, hidden, activation, anchor, exact_stress_heat)
         self.frame = FrameNet(M, hidden, activation)
 
 
@@ -109,22 +119,25 @@ class Ensemble(nn.Module):
     hidden, activation : MLP widths and activation of every network.
     anchor : σ̂ = q̂ = 0 at W_eq by construction.
     seed : base seed of the members' initialization.
+    exact_stress_heat : σ̂ = W_0 − W_eq,0, q̂ = W_1 − W_eq,1 instead of a network (see the module docstring).
     """
 
     def __init__(self, M: int, K: int = 4, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                 anchor: bool = True, seed: int = 0) -> None:
+                 anchor: bool = True, seed: int = 0, exact_stress_heat: bool = False) -> None:
         super().__init__()
         if int(K) < 1:
             raise ValueError(f"an ensemble needs K >= 1 members, got {K}")
         self.kwargs: dict[str, Any] = {"M": int(M), "K": int(K), "hidden": [int(w) for w in hidden],
                                        "activation": str(activation), "anchor": bool(anchor), "seed": int(seed)}
+        if exact_stress_heat:  # stored only when set, so checkpoints without it keep their kwargs
+            self.kwargs["exact_stress_heat"] = True
         self.M, self.K = int(M), int(K)
         members = []
         for i in range(self.K):
             # distinct, reproducible initializations without touching the global torch RNG stream
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed) * 1009 + i)
-                members.append(ClosureMember(M, hidden, activation, anchor))
+                members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat))
         self.members = nn.ModuleList(members)
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
 

@@ -156,6 +156,47 @@ class Hyperbolicity:
             raise ValueError("stage.hyperbolicity.n_states and n_val must be >= 1")
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearResponse:
+    """Linear-response penalty of the closure loss (:mod:`kinclose.closure.linear_response`).
+
+    weight : w_l of L + w_l mean |R_closed − R_kinetic|² (0 disables the term; the error is reported anyway).
+    kn : [min, max] of the mode Knudsen numbers Kn_k = k/ν (n_kn log-spaced values).
+    s : times s = k t (units √T = 1) at which the 3 × 3 responses are compared.
+    """
+
+    weight: float = 0.0
+    kn: tuple[float, float] = (0.01, 100.0)
+    n_kn: int = 9
+    s: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "LinearResponse":
+        d = dict(d)
+        reject_unknown_keys(d, (f.name for f in dataclasses.fields(cls)), "stage.linear_response")
+        for key in ("kn", "s"):
+            if key in d:
+                d[key] = tuple(float(x) for x in d[key])
+        return cls(**d)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"stage.linear_response.weight={self.weight} must be >= 0")
+        if len(self.kn) != 2 or not (0 < self.kn[0] <= self.kn[1] < math.inf):
+            raise ValueError(f"stage.linear_response.kn={list(self.kn)} must be [min, max] with 0 < min <= max")
+        if self.n_kn < 1:
+            raise ValueError(f"stage.linear_response.n_kn={self.n_kn} must be >= 1")
+        if not self.s or not all(math.isfinite(x) and x > 0 for x in self.s):
+            raise ValueError(f"stage.linear_response.s={list(self.s)} must be a non-empty list of times > 0")
+
+    def targets(self) -> Any:
+        """Kinetic responses on the (Kn_k, s) grid (``LinearResponseTargets``)."""
+        from kinclose.closure.linear_response import LinearResponseTargets
+
+        kn = np.geomspace(self.kn[0], self.kn[1], int(self.n_kn))
+        return LinearResponseTargets.compute(kn, self.s, n=160)
+
+
 def _penalty_states(W: Any, w_eq: Any, hyp: Hyperbolicity, n: int, gen: Any) -> Any:
     """n states for the penalty: a random subset of the rows of W moved along W_eq + s (W − W_eq)."""
     import torch
@@ -230,20 +271,28 @@ def fit_early_stopping(module: Any, n_train: int, batch_loss: Callable[[Any, Any
 def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: int, lr: float, patience: int,
                weights: tuple[float, float, float], seed: int, lr_final_factor: float = 0.05,
                weight_decay: float = 0.0, hyperbolicity: Hyperbolicity | None = None, w_eq: Any = None,
+               linear_response: tuple[LinearResponse, Any] | None = None,
                progress: bool | None = None, log_every_s: float = 30.0, name: str = "member") -> dict:
     """Fit one closure member (``member_loss``) with :func:`fit_early_stopping`; returns the history.
 
     With ``hyperbolicity.weight > 0`` (and ``w_eq``, (M,) tensor) the loss gains w_h · mean h over
     penalised states of every batch; the validation loss adds the same term on fixed validation states
-    (``val_penalty`` in the history is the unweighted mean h there).
+    (``val_penalty`` in the history is the unweighted mean h there). ``linear_response`` = (options,
+    kinetic targets) with weight > 0 adds w_l times the linear-response error at W_eq to both losses
+    (``val_linear`` in the history, unweighted).
     """
     import torch
 
     from kinclose.closure.hyperbolicity import member_penalty
+    from kinclose.closure.linear_response import linear_response_penalty
 
     hyp = hyperbolicity if hyperbolicity is not None and hyperbolicity.weight > 0 else None
-    if hyp is not None and w_eq is None:
-        raise ValueError("the hyperbolicity penalty needs w_eq")
+    lin = linear_response if linear_response is not None and linear_response[0].weight > 0 else None
+    if (hyp is not None or lin is not None) and w_eq is None:
+        raise ValueError("the hyperbolicity and linear-response penalties need w_eq")
+
+    def linear_error(create_graph: bool) -> Any:
+        return linear_response_penalty(member.stress_heat, member.frame, w_eq, lin[1], create_graph)
     W_pen = None if hyp is None else _penalty_states(val["W"], w_eq, hyp, hyp.n_val,
                                                       torch.Generator().manual_seed(int(seed) + 7919))
 
@@ -253,14 +302,20 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
         if hyp is not None:
             loss = loss + hyp.weight * member_penalty(member, _penalty_states(b["W"], w_eq, hyp, hyp.n_states, gen),
                                                       hyp.s_max)
+        if lin is not None:
+            loss = loss + lin[0].weight * linear_error(True)
         return loss
 
     def val_loss() -> tuple[float, dict[str, float]]:
-        data = _batched_loss(member, val, weights)
-        if hyp is None:
-            return data, {"val_penalty": 0.0}
-        pen = float(member_penalty(member, W_pen, hyp.s_max, create_graph=False).detach())
-        return data + hyp.weight * pen, {"val_penalty": pen}
+        total = _batched_loss(member, val, weights)
+        extras = {"val_penalty": 0.0}
+        if hyp is not None:
+            extras["val_penalty"] = float(member_penalty(member, W_pen, hyp.s_max, create_graph=False).detach())
+            total += hyp.weight * extras["val_penalty"]
+        if lin is not None:
+            extras["val_linear"] = float(linear_error(False).detach())
+            total += lin[0].weight * extras["val_linear"]
+        return total, extras
 
     return fit_early_stopping(member, train["W"].shape[0], batch_loss, val_loss, epochs=epochs, batch_size=batch_size,
                               lr=lr, patience=patience, seed=seed, lr_final_factor=lr_final_factor,
@@ -350,6 +405,21 @@ def characteristic_speeds(ens: Any, W: NDArray, w_eq: NDArray, xi_max: float, rn
     return out
 
 
+def linear_response_report(ens: Any, w_eq: NDArray, options: LinearResponse, targets: Any) -> dict[str, Any]:
+    """Options and linear-response error (mean |R_closed − R_kinetic|², :mod:`kinclose.closure.linear_response`)
+    of the ensemble-mean closed system and of each member, at W_eq."""
+    import torch
+
+    from kinclose.closure.linear_response import linear_response_penalty
+
+    with torch.no_grad():
+        mean = linear_response_penalty(lambda w: ens.stress_heat(w)[0], lambda w, d, t: ens.frame(w, d, t)[:2],
+                                       w_eq, targets, create_graph=False)
+        members = [linear_response_penalty(m.stress_heat, m.frame, w_eq, targets, create_graph=False)
+                   for m in ens.members]
+    return {**dataclasses.asdict(options), "error_mean": float(mean), "error_members": [float(x) for x in members]}
+
+
 def save_closure_checkpoint(path: str | Path, ens: Any, meta: dict) -> Path:
     """Atomically write ``closure.pt``; ``meta`` holds JSON-like provenance (hashes, ranges, config)."""
     return save_ensemble_checkpoint(path, ens, meta, fmt=CHECKPOINT_FORMAT, kind="closure", version=CLOSURE_VERSION,
@@ -403,6 +473,22 @@ def _sampling(st: Any) -> FrameSampling:
     return FrameSampling(int(fr.n_frames), float(fr.delta_max), float(fr.tau_min), float(fr.tau_max))
 
 
+def exact_stress_heat(option: Any, encoder: Any) -> bool:
+    """Whether σ̂, q̂ are read from W (``stage.exact_stress_heat``: auto | true | false).
+
+    ``auto`` is true exactly when the encoder fixes W_0 = 1 + σ̂, W_1 = q̂ (learned encoder with
+    ``stress_heat_moments``); ``true`` with any other encoder is an error, since σ̂, q̂ are not in W.
+    """
+    fixed = int(getattr(encoder, "n_fixed", 0)) == 2
+    opt = str(option).lower()
+    if opt not in ("auto", "true", "false"):
+        raise ValueError(f"stage.exact_stress_heat={option!r}: choose auto, true or false")
+    if opt == "true" and not fixed:
+        raise ValueError("stage.exact_stress_heat=true needs moments with W_0 = 1 + sigma_hat, W_1 = q_hat "
+                         "(kinclose-train stage=moments stage.stress_heat_moments=true)")
+    return fixed if opt == "auto" else opt == "true"
+
+
 def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Train the closure ensemble of ``cfg`` (conf/train.yaml with stage=closure) into ``run_dir``.
 
@@ -446,14 +532,17 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     log.info("closure targets: %d samples x %d frames (%d train, %d validation, split by %s), %.1f s",
              len(targets), sampling.n_frames, len(tr), len(va), how, time.perf_counter() - t0)
 
+    exact_sh = exact_stress_heat(st.get("exact_stress_heat", "auto"), moments.encoder)
     ens = Ensemble(M=int(moments.M), K=int(st.K), hidden=list(st.hidden), activation=str(st.activation),
-                   anchor=bool(st.anchor), seed=seed)
+                   anchor=bool(st.anchor), seed=seed, exact_stress_heat=exact_sh)
     stats = statistics(tr, w_eq, sampling, bool(st.anchor))
     ens.set_statistics(stats)
     ens.to(device)
     dtr, dva = _tensors(tr, device), _tensors(va, device)
     weights = (float(st.loss_weights.sh), float(st.loss_weights.m), float(st.loss_weights.k))
     hyp = Hyperbolicity.from_dict(st.get("hyperbolicity") or {})
+    lin = LinearResponse.from_dict(st.get("linear_response") or {})
+    lin_targets = lin.targets()
     w_eq_t = torch.as_tensor(w_eq, dtype=torch.float64, device=device)
     hists = []
     for i, mem in enumerate(ens.members):
@@ -461,11 +550,12 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
                                 patience=int(st.patience), weights=weights, seed=seed * 1009 + i + 1,
                                 lr_final_factor=float(st.get("lr_final_factor", 0.05)),
                                 weight_decay=float(st.get("weight_decay", 0.0)), hyperbolicity=hyp, w_eq=w_eq_t,
-                                name=f"member {i}"))
+                                linear_response=(lin, lin_targets), name=f"member {i}"))
     ens.to("cpu").eval()
     pred_va, pred_tr = predict(ens, va), predict(ens, tr)
     err_va, err_tr = errors(pred_va, va), errors(pred_tr, tr)
     spectrum = characteristic_speeds(ens, va.W, w_eq, float(st.xi_max), rng)
+    linear = linear_response_report(ens, w_eq, lin, lin_targets)
     rng_W = w_range(tr.W)
     title = f"closure on {mmeta['kwargs']['encoder']} moments M={moments.M}, K={ens.K}"
     metrics = {
@@ -475,7 +565,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "moments_dataset_hash": mmeta.get("dataset_hash"),
         "n_train": len(tr), "n_val": len(va), "split": how, "frames": dataclasses.asdict(sampling),
         "identity_defect": id_defect, "W_eq": w_eq.tolist(), "W_range": rng_W,
-        "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum,
+        "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum, "linear_response": linear,
         "first_val_loss": [h["val_loss"][0] for h in hists], "best_val_loss": [h["best_val_loss"] for h in hists],
         "best_epoch": [h["best_epoch"] for h in hists],
         "val": err_va, "train": err_tr, "history": hists, "wall_s": time.perf_counter() - t0,
@@ -490,7 +580,8 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "xi_max": float(st.xi_max),
         "extra": {"val_sigma_hat_rel_rmse": err_va["all"]["sigma_hat"]["rel_rmse"],
                   "val_q_hat_rel_rmse": err_va["all"]["q_hat"]["rel_rmse"],
-                  "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum},
+                  "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum,
+                  "linear_response": linear},
     }
     save_closure_checkpoint(run_dir / CHECKPOINT_NAME, ens, meta)
     metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kinclose.bench.linear import amplitude, initial_state, markdown, navier_stokes_rate, run_linear_modes
+from kinclose.bench.linear import (amplitude, initial_state, linear_theory, markdown, navier_stokes_rate,
+                                   run_linear_modes)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +27,18 @@ def test_amplitude_and_modes():
         initial_state("shear", x, 1e-3)
     with pytest.raises(ValueError, match="amplitude"):
         run_linear_modes([0.1], {}, nx=16, t_end=0.1, a=0.5)
+
+
+def test_solvers_reproduce_the_grid_free_linear_theory_at_eps_1():
+    """The DVM against the exact linearized BGK response, and the reduced solver with the shipped MLC
+    against the linearized closed system (kinclose.closure.linear_response): damping and phase speed."""
+    t = run_linear_modes([1.0], {"mlc": {"closure": "pretrained:mlc_small", "xi_max": 5.0}}, nx=32, t_end=0.3,
+                         a=1e-3, reference_options={"nv": 48}, reference_refine=2)
+    th = linear_theory([1.0], 0.3, {"mlc": "pretrained:mlc_small"})
+    for model, theory in (("dvm", "kinetic"), ("mlc", "mlc")):
+        for mode in ("entropy", "sound"):
+            assert t["results"][mode][model][0]["damping"] == pytest.approx(th[theory][mode][0], rel=0.03), (model, mode)
+        assert t["results"]["sound"][model][0]["phase_speed"] == pytest.approx(th[theory]["phase_speed"][0], rel=0.02)
 
 
 def test_damping_rates_match_navier_stokes_at_small_eps():

@@ -82,6 +82,12 @@ def test_mach_sweep_tiny_and_resume(tmp_path, monkeypatch):
     assert sorted(calls) == [(1.5, "nsf"), (2.0, "nsf")]
     assert [r["cached"] for r in third["rows"] if r["model"] != "nsf"] == [True] * 4
 
+    # changed code (the digest of the package sources) recomputes every entry
+    calls.clear()
+    monkeypatch.setattr(mach_mod, "source_digest", lambda: "edited")
+    fourth = run_mach_sweep(cfg2, cache)
+    assert len(calls) == 6 and not any(r["cached"] for r in fourth["rows"])
+
 
 def test_failure_is_reported_and_per_mach_options(tmp_path, monkeypatch):
     solve = mach_mod.solve_model

@@ -58,3 +58,19 @@ def test_sweep_tiny(tmp_path):
     assert all(v > 1.0 for v in d["max_characteristic_speed"])  # at least the sound speed
     assert not any(np.isfinite(v).any() for v in table["models"]["nsf"].get("diagnostics", {}).values())
     assert "Closure diagnostics" in (tmp_path / "knudsen_sweep.md").read_text()
+    # per-case errors are kept with their kind; the mean of a one-case ε is that case's error
+    assert len(table["cases"]) == 2 and {c["kind"] for c in table["cases"]} <= {"waves", "jumps", "mixture"}
+    assert table["cases"][1]["errors"]["nsf"]["rho"] == table["models"]["nsf"]["errors"]["rho"][1]
+
+
+def test_sweep_by_kind_table():
+    from kinclose.bench.sweep import by_kind
+
+    e = lambda v: {"rho": v, "T": v, "q": v}  # noqa: E731
+    table = {"kns": [1.0], "models": {"m": {}},
+             "cases": [{"kn": 1.0, "kind": "waves", "errors": {"m": e(0.1)}},
+                       {"kn": 1.0, "kind": "jumps", "errors": {"m": e(0.2)}},
+                       {"kn": 1.0, "kind": "waves", "errors": {"m": e(0.3)}}]}
+    lines = by_kind(table)
+    assert "| m | waves | 20.0% / 20.0% / 20.0% |" in lines and "| m | jumps | 20.0% / 20.0% / 20.0% |" in lines
+    assert by_kind({**table, "cases": table["cases"][:1]}) == []  # one kind: no split

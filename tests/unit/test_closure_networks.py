@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from kinclose.closure.networks import Ensemble, FrameNet, StressHeatNet  # noqa: E402
 from kinclose.closure.targets import ClosureTargets, FrameSampling, sample_frames  # noqa: E402
+from kinclose.closure.linear_response import LinearResponseTargets  # noqa: E402
 from kinclose.closure.train import _tensors, fit_member, predict, statistics  # noqa: E402
 
 
@@ -104,3 +105,22 @@ def test_training_reduces_validation_loss_and_variance_grows_off_data() -> None:
     for key in ("sh_var", "m_var", "k_var"):
         assert (off[key] > 0).all(), key
         assert off[key].mean() > 10 * on[key].mean(), (key, float(on[key].mean()), float(off[key].mean()))
+
+
+def test_linear_response_penalty_in_training_lowers_the_linear_error() -> None:
+    """fit_member with stage.linear_response.weight > 0 records the error (val_linear) and lowers it."""
+    from kinclose.closure.train import LinearResponse
+
+    tr, va = _smooth_problem(200, 0), _smooth_problem(50, 1)
+    lin = LinearResponse(weight=1.0, kn=(0.1, 10.0), n_kn=3, s=(0.5, 1.5))
+    targets = LinearResponseTargets.compute(np.geomspace(0.1, 10.0, 3), lin.s, n=96)
+    hists = []
+    for weight in (0.0, 1.0):
+        ens = Ensemble(M=2, K=1, hidden=(16,), seed=0)
+        ens.set_statistics(statistics(tr, np.zeros(2), FrameSampling(3, 0.5, 0.7, 1.4), anchor=True))
+        opts = LinearResponse(weight=weight, kn=lin.kn, n_kn=lin.n_kn, s=lin.s)
+        hists.append(fit_member(ens.members[0], _tensors(tr, "cpu"), _tensors(va, "cpu"), epochs=15, batch_size=50,
+                                lr=1e-2, patience=15, weights=(1.0, 1.0, 1.0), seed=0, w_eq=_t(np.zeros(2)),
+                                linear_response=(opts, targets), progress=False))
+    assert "val_linear" not in hists[0] and "val_linear" in hists[1]
+    assert hists[1]["val_linear"][hists[1]["best_epoch"]] < 0.8 * hists[1]["val_linear"][0]

@@ -28,9 +28,9 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def tiny_teacher(K: int = 4, hidden=(8, 8), seed: int = 3) -> tuple[Ensemble, dict]:
+def tiny_teacher(K: int = 4, hidden=(8, 8), seed: int = 3, exact_stress_heat: bool = False) -> tuple[Ensemble, dict]:
     """An untrained K-member ensemble with plausible statistics and closure-stage metadata."""
-    ens = Ensemble(M=M, K=K, hidden=list(hidden), seed=seed)
+    ens = Ensemble(M=M, K=K, hidden=list(hidden), seed=seed, exact_stress_heat=exact_stress_heat)
     ens.set_statistics({"w_mean": W_MEAN, "w_std": W_STD, "w_eq": W_EQ, "y_std": [0.2, 0.4],
                         "delta_scale": 0.5, "logtau_scale": np.log(1.4), "dm_std": [0.3, 0.5, 0.05],
                         "k_mean": [0.1, 0.5, 0.0], "k_std": [0.5, 1.0, 0.1]})
@@ -106,6 +106,16 @@ def test_init_from_a_teacher_member_starts_at_the_member_error() -> None:
     assert 0 < h["best_val_loss"] <= h["val_loss"][0]
     with pytest.raises(D.DistillError, match="init=teacher needs the teacher's architecture"):
         D.distill_with_report(teacher, meta, hidden=[4], init="teacher", **opts)
+
+
+def test_exact_stress_heat_teacher_gives_an_exact_student() -> None:
+    teacher, meta = tiny_teacher(exact_stress_heat=True)
+    opts = dict(SMALL, epochs=3, states=D.StateSampling(n_train=500, n_val=200))
+    student, _ = D.distill_with_report(teacher, meta, init="teacher", **opts)
+    assert student.kwargs.get("exact_stress_heat") is True
+    W = torch.as_tensor(W_MEAN + W_STD * np.random.default_rng(5).normal(size=(20, M)))
+    with torch.no_grad():
+        np.testing.assert_array_equal(student.stress_heat(W)[0].numpy(), teacher.stress_heat(W)[0].numpy())
 
 
 def test_data_states_are_used_and_held_out() -> None:

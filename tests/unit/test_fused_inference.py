@@ -70,3 +70,45 @@ def test_unknown_inference_is_rejected():
         LearnedClosure(_ensemble("tanh", True), inference="float16")
     with pytest.raises(ValueError, match="float32"):
         FusedEnsemble(_ensemble("tanh", True), "bfloat16")
+
+
+def test_exact_stress_heat_reads_W_in_every_inference_path(tmp_path):
+    """exact_stress_heat: σ̂ = W_0 − W_eq,0, q̂ = W_1 − W_eq,1, no network, zero variance; kept by checkpoints."""
+    from kinclose.closure.train import load_closure_checkpoint, save_closure_checkpoint
+    from kinclose.moments.train import DATA_SCHEMA_VERSION
+
+    ens = Ensemble(3, K=2, hidden=[8], seed=1, exact_stress_heat=True)
+    w_eq = np.array([1.0, 0.0, 0.3])
+    ens.set_statistics({"w_eq": w_eq})
+    ens.eval()
+    assert ens.members[0].stress_heat.net is None
+    assert not list(ens.members[0].stress_heat.parameters())
+    W, d, tau = _inputs(20)
+    want = W[:, :2] - w_eq[:2]
+    with torch.no_grad():
+        mean, var = ens.stress_heat(torch.tensor(W))
+    np.testing.assert_array_equal(mean.numpy(), want)
+    assert float(var.abs().max()) == 0.0
+    for inference in ("float32", "float64", "torch"):
+        np.testing.assert_allclose(LearnedClosure(ens, inference=inference).stress_heat(W), want, rtol=0, atol=1e-15)
+    save_closure_checkpoint(tmp_path / "c.pt", ens, {"data_schema_version": DATA_SCHEMA_VERSION})
+    back, _ = load_closure_checkpoint(tmp_path / "c.pt")
+    assert back.kwargs["exact_stress_heat"] is True
+    with torch.no_grad():
+        np.testing.assert_array_equal(back.stress_heat(torch.tensor(W))[0].numpy(), want)
+    assert "exact_stress_heat" not in Ensemble(3, K=1).kwargs  # older checkpoints keep their kwargs
+
+
+def test_exact_stress_heat_option_follows_the_encoder():
+    from kinclose.closure.train import exact_stress_heat
+    from kinclose.moments.encoders import HermiteEncoder, LearnedEncoder
+    from kinclose.moments.shape import XiGrid
+
+    grid = XiGrid(6.0, 48)
+    fixed, herm = LearnedEncoder(grid, 4, stress_heat=True), HermiteEncoder(grid, 3)
+    assert exact_stress_heat("auto", fixed) and not exact_stress_heat("auto", herm)
+    assert not exact_stress_heat("false", fixed) and exact_stress_heat(True, fixed)
+    with pytest.raises(ValueError, match="stress_heat_moments"):
+        exact_stress_heat("true", herm)
+    with pytest.raises(ValueError, match="choose"):
+        exact_stress_heat("maybe", fixed)
