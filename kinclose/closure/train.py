@@ -160,7 +160,8 @@ class Hyperbolicity:
 class LinearResponse:
     """Linear-response penalty of the closure loss (:mod:`kinclose.closure.linear_response`).
 
-    weight : w_l of L + w_l mean |R_closed − R_kinetic|² (0 disables the term; the error is reported anyway).
+    weight : w_l of L + w_l e, e the relative linear-response error of ``linear_response_penalty``
+        (0 disables the term; e is reported anyway).
     kn : [min, max] of the mode Knudsen numbers Kn_k = k/ν (n_kn log-spaced values).
     s : times s = k t (units √T = 1) at which the 3 × 3 responses are compared.
     """
@@ -293,6 +294,7 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
 
     def linear_error(create_graph: bool) -> Any:
         return linear_response_penalty(member.stress_heat, member.frame, w_eq, lin[1], create_graph)
+
     W_pen = None if hyp is None else _penalty_states(val["W"], w_eq, hyp, hyp.n_val,
                                                       torch.Generator().manual_seed(int(seed) + 7919))
 
@@ -406,8 +408,8 @@ def characteristic_speeds(ens: Any, W: NDArray, w_eq: NDArray, xi_max: float, rn
 
 
 def linear_response_report(ens: Any, w_eq: NDArray, options: LinearResponse, targets: Any) -> dict[str, Any]:
-    """Options and linear-response error (mean |R_closed − R_kinetic|², :mod:`kinclose.closure.linear_response`)
-    of the ensemble-mean closed system and of each member, at W_eq."""
+    """Options and relative linear-response error (``linear_response_penalty``) of the ensemble-mean
+    closed system and of each member, at W_eq."""
     import torch
 
     from kinclose.closure.linear_response import linear_response_penalty
