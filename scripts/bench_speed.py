@@ -4,6 +4,7 @@ network inference, for the fused float32 inference and the torch reference path.
 
     python scripts/bench_speed.py [shock_models=[dvm,nsf,mlc]] [sweep_kns=[1e-3,1e-1,10]]
     python scripts/bench_speed.py distilled.mlc=PATH/closure.pt   # adds "mlc distilled (float32)" rows
+    python scripts/bench_speed.py +extra_closures.mlc.exact=PATH/closure.pt   # adds "mlc exact (float32)" rows
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps) and one held-out Knudsen-sweep case per ε to
@@ -72,9 +73,9 @@ def _closure(spec: str, xi_max: float | None, inference: str) -> TimedClosure:
 
 
 def _variants(model: str, opts: dict[str, Any], inference: list[str],
-              distilled: str | None = None) -> list[tuple[str, dict, Any]]:
+              extra: dict[str, str] | None = None) -> list[tuple[str, dict, Any]]:
     """(label, options, timed closure or None): one entry per inference path for a reduced model, plus
-    "<model> distilled (<first path>)" when ``distilled`` names a distilled closure.pt of it."""
+    "<model> <label> (<first path>)" for each ``label: closure.pt`` of ``extra`` (distilled, other closures)."""
     if model not in REDUCED:
         return [(model, dict(opts), None)]
     out = []
@@ -82,16 +83,21 @@ def _variants(model: str, opts: dict[str, Any], inference: list[str],
         o = dict(opts)
         cl = _closure(o.pop("closure"), o.pop("xi_max", None), inf)
         out.append((f"{model} ({inf})", dict(o, closure=cl), cl))
-    if distilled:
+    for label, path in (extra or {}).items():
         o = dict(opts)
         o.pop("closure")
-        cl = _closure(str(distilled), o.pop("xi_max", None), inference[0])
-        out.append((f"{model} distilled ({inference[0]})", dict(o, closure=cl), cl))
+        cl = _closure(str(path), o.pop("xi_max", None), inference[0])
+        out.append((f"{model} {label} ({inference[0]})", dict(o, closure=cl), cl))
     return out
 
 
-def _distilled(cfg: DictConfig, model: str) -> str | None:
-    return (cfg.get("distilled") or {}).get(model)
+def _distilled(cfg: DictConfig, model: str) -> dict[str, str]:
+    """Extra closures of ``model`` to time: its distilled student (``distilled``) and ``extra_closures``."""
+    out = {}
+    if (cfg.get("distilled") or {}).get(model):
+        out["distilled"] = str(cfg.distilled[model])
+    out.update({str(k): str(v) for k, v in ((cfg.get("extra_closures") or {}).get(model) or {}).items()})
+    return out
 
 
 def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: TimedClosure | None,
