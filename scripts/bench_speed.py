@@ -91,7 +91,7 @@ def _variants(model: str, opts: dict[str, Any], inference: list[str],
     return out
 
 
-def _distilled(cfg: DictConfig, model: str) -> dict[str, str]:
+def _extra_closures(cfg: DictConfig, model: str) -> dict[str, str]:
     """Extra closures of ``model`` to time: its distilled student (``distilled``) and ``extra_closures``."""
     out = {}
     if (cfg.get("distilled") or {}).get(model):
@@ -119,7 +119,7 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = []
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
-        for label, o, cl in _variants(model, opts, cfg.inference, _distilled(cfg, model)):
+        for label, o, cl in _variants(model, opts, cfg.inference, _extra_closures(cfg, model)):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
@@ -139,7 +139,7 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
         name = f"sweep eps={float(kn):g}"
         for model, opts in cfg.sweep_models.items():
             opts = OmegaConf.to_container(opts, resolve=True)
-            for label, o, cl in _variants(model, opts, cfg.inference, _distilled(cfg, model)):
+            for label, o, cl in _variants(model, opts, cfg.inference, _extra_closures(cfg, model)):
                 if kn == cfg.sweep_kns[0]:  # warm-up (JIT, caches, thread pools), not timed
                     run_model(model, dataclasses.replace(prob, t_end=prob.t_end / 20), **o)
                     if cl is not None:
