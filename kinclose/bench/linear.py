@@ -102,8 +102,7 @@ def linear_theory(kns: list[float], t_end: float, closures: dict[str, str], omeg
     for name, path in closures.items():
         ens = LearnedClosure.from_checkpoint(resolve(path)).ensemble
         with torch.no_grad():
-            R = closed_response(lambda w, e=ens: e.stress_heat(w)[0], lambda w, d, t, e=ens: e.frame(w, d, t)[:2],
-                                ens.w_eq, kn_k, [s])
+            R = closed_response(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, kn_k, [s])
         responses[name] = list(R.numpy()[:, 0])
     out: dict[str, Any] = {}
     for name, Rs in responses.items():

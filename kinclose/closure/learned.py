@@ -184,7 +184,7 @@ class LearnedClosure:
         W = self._W(W)
         U = np.asarray(U, dtype=float).reshape(-1, 3)
         ens = self.ensemble
-        A = closed_flux_jacobian(lambda w: ens.stress_heat(w)[0], lambda w, d, t: ens.frame(w, d, t)[:2],
+        A = closed_flux_jacobian(ens.mean_stress_heat, ens.mean_frame,
                                  self._t(U), self._t(W), frame_derivatives).detach().numpy()
         rho = U[:, 0]
         un = U[:, 1] / rho

@@ -415,7 +415,7 @@ def linear_response_report(ens: Any, w_eq: NDArray, options: LinearResponse, tar
     from kinclose.closure.linear_response import linear_response_penalty
 
     with torch.no_grad():
-        mean = linear_response_penalty(lambda w: ens.stress_heat(w)[0], lambda w, d, t: ens.frame(w, d, t)[:2],
+        mean = linear_response_penalty(ens.mean_stress_heat, ens.mean_frame,
                                        w_eq, targets, create_graph=False)
         members = [linear_response_penalty(m.stress_heat, m.frame, w_eq, targets, create_graph=False)
                    for m in ens.members]
