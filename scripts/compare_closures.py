@@ -60,11 +60,9 @@ def dataset_states(cfg: DictConfig, mck: str) -> tuple[np.ndarray, np.ndarray]:
     (a path, or ``pretrained:<name>`` for the moments shipped with that closure): W, ε."""
     from kinclose.closure.targets import encode
     from kinclose.moments.train import load_checkpoint, load_dataset
-    from kinclose.pretrained import PREFIX, resolve
+    from kinclose.pretrained import resolve_moments
 
-    if mck.startswith(PREFIX):  # the moments.pt shipped beside that closure
-        mck = str(resolve(mck).with_name("moments.pt"))
-    mom, _ = load_checkpoint(mck)
+    mom, _ = load_checkpoint(resolve_moments(mck))
     data = load_dataset(cfg.spectrum_dataset, mom.grid, "logcubic", 60, 0, True)
     W = encode(mom.encoder, data.G, data.H)
     idx = np.random.default_rng(0).choice(len(W), min(int(cfg.spectrum_states), len(W)), replace=False)

@@ -25,3 +25,9 @@ def resolve(path_or_name: str | Path) -> Path:
         avail = sorted(d.name for d in Path(str(files("kinclose.pretrained"))).iterdir() if (d / "closure.pt").exists())
         raise FileNotFoundError(f"no shipped closure {name!r}; available: {avail}")
     return p
+
+
+def resolve_moments(path_or_name: str | Path) -> Path:
+    """``pretrained:<name>`` → the ``moments.pt`` shipped beside that closure; any other value as a Path."""
+    s = str(path_or_name)
+    return resolve(s).with_name("moments.pt") if s.startswith(PREFIX) else Path(s)
