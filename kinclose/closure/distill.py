@@ -383,7 +383,7 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
              frames.n_frames, time.perf_counter() - t0)
 
     student = Ensemble(M=M, K=1, hidden=hidden, activation=activation, anchor=bool(kw["anchor"]), seed=int(seed),
-                       exact_stress_heat=bool(kw.get("exact_stress_heat", False)))
+                       exact_stress_heat=bool(kw.get("exact_stress_heat", False)), skip=bool(kw.get("skip", False)))
     _copy_statistics(student, teacher)
     same_arch = hidden == list(kw["hidden"]) and activation == kw["activation"]
     if init == "teacher" and not same_arch:

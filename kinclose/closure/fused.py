@@ -32,28 +32,39 @@ def _act(name: str):
     raise ValueError(f"fused inference has no activation {name!r}")
 
 
+def _stack_linear(layers: list[Any], dtype: type) -> tuple[NDArray, NDArray]:
+    """K torch Linear layers → weights (K, n_in, n_out), biases (K, 1, n_out)."""
+    return (np.stack([ly.weight.detach().cpu().numpy().T for ly in layers]).astype(dtype),
+            np.stack([ly.bias.detach().cpu().numpy() for ly in layers])[:, None, :].astype(dtype))
+
+
 class _StackedMLP:
-    """K MLPs of identical architecture evaluated together: x (n, n_in) or (K, n, n_in) → (K, n, n_out)."""
+    """K MLPs of identical architecture evaluated together: x (n, n_in) or (K, n, n_in) → (K, n, n_out).
+    Networks with a linear path (``networks.SkipMLP``) add x @ L + b to the output."""
 
     def __init__(self, nets: list[Any], activation: str, dtype: type) -> None:
         import torch
 
-        layers = [[layer for layer in net if isinstance(layer, torch.nn.Linear)] for net in nets]
-        self.W = [np.stack([ls[i].weight.detach().cpu().numpy().T for ls in layers]).astype(dtype)
-                  for i in range(len(layers[0]))]
-        self.b = [np.stack([ls[i].bias.detach().cpu().numpy() for ls in layers])[:, None, :].astype(dtype)
-                  for i in range(len(layers[0]))]
+        bodies = [getattr(net, "body", net) for net in nets]
+        layers = [[layer for layer in body if isinstance(layer, torch.nn.Linear)] for body in bodies]
+        stacked = [_stack_linear([ls[i] for ls in layers], dtype) for i in range(len(layers[0]))]
+        self.W = [w for w, _ in stacked]
+        self.b = [b for _, b in stacked]
+        self.skip = _stack_linear([net.skip for net in nets], dtype) if hasattr(nets[0], "skip") else None
         self.act = _act(activation)
         self.dtype = dtype
 
     def __call__(self, x: NDArray) -> NDArray:
-        h = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x, dtype=self.dtype)
+        h = x
         last = len(self.W) - 1
         for i, (w, b) in enumerate(zip(self.W, self.b)):
             h = np.matmul(h, w)
             h += b
             if i < last:
                 h = self.act(h)
+        if self.skip is not None:
+            h += np.matmul(x, self.skip[0]) + self.skip[1]
         return h.astype(np.float64)
 
 

@@ -11,6 +11,9 @@
       x = (z, δ̃, t̃),  δ̃ = δ/δ_s,  t̃ = ln τ / t_s,  (A, B, C) = N(x) ∈ R^{3M}.
   Since δ̃ = t̃ = 0 exactly at (δ, τ) = (0, 1), m(W; 0, 1) = W holds bitwise, whatever the weights
   (every smooth f with f(0, 0) = 0 has this form, Hadamard's lemma, so nothing is lost).
+* ``skip=True``: every network N gains a linear path, N(x) = MLP(x) + L x + b with L, b zero at
+  initialization, so targets that are affine in the inputs (the frame map and all but the top fluxes of
+  a graded Hermite set, ``kinclose.closure.information``) need no nonlinear fit.
 * :class:`ClosureMember` one of each; :class:`Ensemble` K ≥ 1 members built from different seeds,
   with mean and (population) variance over members of every output.
 
@@ -32,7 +35,25 @@ DTYPE = torch.float64
 ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
 
-def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh") -> nn.Sequential:
+class SkipMLP(nn.Module):
+    """body(x) + skip(x): an MLP plus a linear layer (zero at initialization) from input to output; building it
+    draws nothing from the RNG, so a network with the path starts equal to the same-seed one without it."""
+
+    def __init__(self, body: nn.Sequential, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.body = body
+        with torch.random.fork_rng(devices=[]):  # leave the RNG stream as without the path
+            self.skip = nn.Linear(n_in, n_out, dtype=DTYPE)
+        with torch.no_grad():
+            self.skip.weight.zero_()
+            self.skip.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh", skip: bool = False) -> nn.Module:
+    """Fully connected n_in → hidden… → n_out (float64); with ``skip`` plus a linear path (:class:`SkipMLP`)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = []
@@ -41,21 +62,22 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "tanh") 
         layers += [nn.Linear(prev, int(w), dtype=DTYPE), ACTIVATIONS[activation]()]
         prev = int(w)
     layers.append(nn.Linear(prev, n_out, dtype=DTYPE))
-    return nn.Sequential(*layers)
+    body = nn.Sequential(*layers)
+    return SkipMLP(body, n_in, n_out) if skip else body
 
 
 class StressHeatNet(nn.Module):
     """W (n, M) → (σ̂, q̂) (n, 2); see the module docstring."""
 
     def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True,
-                 exact: bool = False) -> None:
+                 exact: bool = False, skip: bool = False) -> None:
         super().__init__()
         self.M = int(M)
         self.anchor = bool(anchor)
         self.exact = bool(exact)
         if self.exact and self.M < 2:
             raise ValueError(f"exact stress and heat flux need W_0 = 1 + sigma_hat, W_1 = q_hat (M >= 2), got M={M}")
-        self.net = None if self.exact else mlp(self.M, hidden, 2, activation)
+        self.net = None if self.exact else mlp(self.M, hidden, 2, activation, skip)
         self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
         self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
@@ -76,10 +98,10 @@ class StressHeatNet(nn.Module):
 class FrameNet(nn.Module):
     """(W (n, M), δ (n,), τ (n,)) → m (n, M), k (n, M); m(W; 0, 1) = W exactly."""
 
-    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> None:
+    def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", skip: bool = False) -> None:
         super().__init__()
         self.M = int(M)
-        self.net = mlp(self.M + 2, hidden, 3 * self.M, activation)
+        self.net = mlp(self.M + 2, hidden, 3 * self.M, activation, skip)
         self.register_buffer("w_mean", torch.zeros(self.M, dtype=DTYPE))
         self.register_buffer("w_std", torch.ones(self.M, dtype=DTYPE))
         self.register_buffer("delta_scale", torch.ones((), dtype=DTYPE))
@@ -103,10 +125,10 @@ class ClosureMember(nn.Module):
     """One ensemble member: σ̂, q̂ and the frame change m, k."""
 
     def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True,
-                 exact_stress_heat: bool = False) -> None:
+                 exact_stress_heat: bool = False, skip: bool = False) -> None:
         super().__init__()
-        self.stress_heat = StressHeatNet(M, hidden, activation, anchor, exact_stress_heat)
-        self.frame = FrameNet(M, hidden, activation)
+        self.stress_heat = StressHeatNet(M, hidden, activation, anchor, exact_stress_heat, skip)
+        self.frame = FrameNet(M, hidden, activation, skip)
 
 
 class Ensemble(nn.Module):
@@ -120,10 +142,11 @@ class Ensemble(nn.Module):
     anchor : σ̂ = q̂ = 0 at W_eq by construction.
     seed : base seed of the members' initialization.
     exact_stress_heat : σ̂ = W_0 − W_eq,0, q̂ = W_1 − W_eq,1 instead of a network (see the module docstring).
+    skip : every network gains a linear input-to-output path (module docstring).
     """
 
     def __init__(self, M: int, K: int = 4, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                 anchor: bool = True, seed: int = 0, exact_stress_heat: bool = False) -> None:
+                 anchor: bool = True, seed: int = 0, exact_stress_heat: bool = False, skip: bool = False) -> None:
         super().__init__()
         if int(K) < 1:
             raise ValueError(f"an ensemble needs K >= 1 members, got {K}")
@@ -131,13 +154,15 @@ class Ensemble(nn.Module):
                                        "activation": str(activation), "anchor": bool(anchor), "seed": int(seed)}
         if exact_stress_heat:  # stored only when set, so checkpoints without it keep their kwargs
             self.kwargs["exact_stress_heat"] = True
+        if skip:
+            self.kwargs["skip"] = True
         self.M, self.K = int(M), int(K)
         members = []
         for i in range(self.K):
             # distinct, reproducible initializations without touching the global torch RNG stream
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed) * 1009 + i)
-                members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat))
+                members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat, skip))
         self.members = nn.ModuleList(members)
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
 

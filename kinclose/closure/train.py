@@ -536,7 +536,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
 
     exact_sh = exact_stress_heat(st.get("exact_stress_heat", "auto"), moments.encoder)
     ens = Ensemble(M=int(moments.M), K=int(st.K), hidden=list(st.hidden), activation=str(st.activation),
-                   anchor=bool(st.anchor), seed=seed, exact_stress_heat=exact_sh)
+                   anchor=bool(st.anchor), seed=seed, exact_stress_heat=exact_sh, skip=bool(st.get("skip", False)))
     stats = statistics(tr, w_eq, sampling, bool(st.anchor))
     ens.set_statistics(stats)
     ens.to(device)

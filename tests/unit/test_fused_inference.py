@@ -112,3 +112,34 @@ def test_exact_stress_heat_option_follows_the_encoder():
         exact_stress_heat("true", herm)
     with pytest.raises(ValueError, match="choose"):
         exact_stress_heat("maybe", fixed)
+
+
+def test_skip_networks_start_as_the_plain_ones_and_agree_in_every_path(tmp_path):
+    """skip=True: a zero-initialized linear path, so at initialization the ensemble equals skip=False with the
+    same seed; once the path is non-zero the fused paths still match torch, and checkpoints keep the option."""
+    from kinclose.closure.train import load_closure_checkpoint, save_closure_checkpoint
+    from kinclose.moments.train import DATA_SCHEMA_VERSION
+
+    W, d, tau = _inputs(30)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    plain, skip = Ensemble(3, K=2, hidden=[16], seed=4), Ensemble(3, K=2, hidden=[16], seed=4, skip=True)
+    with torch.no_grad():
+        np.testing.assert_array_equal(skip.frame_all(t(W), t(d), t(tau))[1].numpy(),
+                                      plain.frame_all(t(W), t(d), t(tau))[1].numpy())
+        for mem in skip.members:
+            for net in (mem.stress_heat.net, mem.frame.net):
+                net.skip.weight.normal_(0.0, 0.3)
+                net.skip.bias.normal_(0.0, 0.3)
+        ref_sh = skip.stress_heat_all(t(W)).numpy()
+        ref_m, ref_k = (a.numpy() for a in skip.frame_all(t(W), t(d), t(tau)))
+        assert np.abs(ref_k - plain.frame_all(t(W), t(d), t(tau))[1].numpy()).max() > 1e-3
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        f = FusedEnsemble(skip, dtype)
+        m, k = f.frame_all(W, d, tau)
+        for got, ref in ((f.stress_heat_all(W), ref_sh), (m, ref_m), (k, ref_k)):
+            np.testing.assert_allclose(got, ref, rtol=0, atol=tol * np.abs(ref).max())
+    save_closure_checkpoint(tmp_path / "s.pt", skip, {"data_schema_version": DATA_SCHEMA_VERSION})
+    back, _ = load_closure_checkpoint(tmp_path / "s.pt")
+    assert back.kwargs["skip"] is True and "skip" not in plain.kwargs
+    with torch.no_grad():
+        np.testing.assert_array_equal(back.frame_all(t(W), t(d), t(tau))[1].numpy(), ref_k)
