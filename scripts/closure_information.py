@@ -53,7 +53,8 @@ def analyse(entry: Any, data_root: Path, cfg: DictConfig) -> dict[str, Any]:
     from kinclose.moments.train import load_checkpoint, load_dataset
     from kinclose.pretrained import resolve_moments
 
-    model, meta = load_checkpoint(resolve_moments(entry.moments))
+    moments_path = resolve_moments(entry.moments)
+    model, meta = load_checkpoint(moments_path)
     grid = model.grid
     data = load_dataset(data_root, grid)
     qi, ri = query_split(np.asarray(data.shard), int(cfg.n_query_shards), int(cfg.n_query), int(cfg.seed))
@@ -73,9 +74,13 @@ def analyse(entry: Any, data_root: Path, cfg: DictConfig) -> dict[str, Any]:
     if entry.get("closure"):
         from kinclose.reduced.run import load_closure
 
+        from kinclose.data.schema import sha256_file
+
         cl = load_closure(str(entry.closure))
-        if cl.n_moments != model.M:
-            raise ValueError(f"{entry.name}: the closure has {cl.n_moments} moments, its moments checkpoint {model.M}")
+        trained_on = getattr(cl, "meta", {}).get("moments_checkpoint_sha256")
+        if trained_on is not None and trained_on != sha256_file(moments_path):
+            raise ValueError(f"{entry.name}: closure {entry.closure} was trained on another moments checkpoint than "
+                             f"{moments_path} (SHA-256 {trained_on[:12]}…); pair each closure with its own moments")
         m, k = cl.frame(W[qi], delta, tau)
         preds = {"learned": np.concatenate([cl.stress_heat(W[qi]), m - W[qi], k], axis=1), **preds}
     log.info("%s: %d query / %d reference cells, estimates in %.1f s", entry.name, n, ri.size,

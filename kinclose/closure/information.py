@@ -47,7 +47,7 @@ def closure_targets(G: NDArray, H: NDArray, grid: XiGrid, weights: WeightFunctio
     return np.concatenate([stress_heat_targets(G, H, grid), m[:, 1] - m[:, 0], k[:, 1]], axis=1)
 
 
-def neighbour_predictions(W_query: NDArray, W_ref: NDArray, targets_of: Any, n_neighbours: int = 20,
+def neighbour_predictions(W_query: NDArray, W_ref: NDArray, targets_of: Any, n_neighbours: int = 40,
                           ridge: float = 1e-6) -> dict[str, NDArray]:
     """1-NN and local-linear k-NN predictions of the query targets from reference cells.
 

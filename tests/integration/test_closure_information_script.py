@@ -31,3 +31,7 @@ def test_closure_information_tiny(tmp_path: Path) -> None:
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert "| mlc | 4 |" in md and "| herm | 4 |" in md and "no closure (estimates only)" in md
     assert (tmp_path / "out" / "tiny.png").stat().st_size > 0
+    # a closure paired with moments it was not trained on stops with a clear message
+    bad = ['closures=[{name: bad, moments: "pretrained:hermmlc_small", closure: "pretrained:mlc_small"}]', *args[1:]]
+    run = subprocess.run([sys.executable, str(SCRIPT), *bad], capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "another moments checkpoint" in run.stderr
