@@ -16,6 +16,7 @@ spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<c
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import hydra
@@ -103,8 +104,8 @@ def group_summary(res: dict[str, Any], groups: list[dict[str, Any]]) -> list[str
 
 
 def markdown(res: dict[str, Any]) -> str:
-    names = list(res["closures"])
     cfg = res["config"]
+    names = [str(c["name"]) for c in cfg["closures"]]  # the config's order (the JSON's keys are sorted)
     lines = [f"# {cfg['title']}", "", f"{cfg['description']} Config `kinclose/conf/{cfg['name']}.yaml`, "
              f"command `{cfg['command']}`.", ""]
     if cfg.get("groups"):
@@ -138,18 +139,24 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {n} | {s['inv_density_thickness']:.4f} | "
                      + " | ".join(f"{s['errors'][f + '_L2']:.2%}" for f in FIELDS)
                      + f" | {'yes' if s['converged'] else 'no'} |")
-    for nx, table in res["sweeps"].items():
+    for nx in sorted(res["sweeps"], key=int):  # grid order (the JSON's keys are sorted as strings)
+        table = res["sweeps"][nx]
         kns = table["kns"]
         lines += ["", f"## Knudsen sweep on {nx} cells (relative L2 errors at t = {res['sweep']['t_end']}; "
                   "definitions of `results/knudsen_sweep.md`)", "",
                   "| closure | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
+        failed = Counter((x["model"], float(x["kn"])) for x in table["failures"])
+        per_kn = int(res["sweep"]["n_cases"])
         for n in names:
             e = table["models"][n]["errors"]
             for f in FIELDS:
-                lines.append(f"| {n} | {f} | " + " | ".join(f"{v:.2%}" for v in e[f]) + " |")
+                lines.append(f"| {n} | {f} | " + " | ".join(
+                    f"{v:.2%}" + (f" ({failed[n, float(k)]} of {per_kn} failed)" if failed[n, float(k)] else "")
+                    for k, v in zip(kns, e[f])) + " |")
         if table["failures"]:
             lines.append("")
-            lines.append(f"failures: {len(table['failures'])} (listed in the JSON)")
+            lines.append(f"failures: {len(table['failures'])} (listed in the JSON); the means of a cell with failed "
+                         "runs are over the runs that finished, so they are not comparable with the others")
     return "\n".join(lines) + "\n"
 
 

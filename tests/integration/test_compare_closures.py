@@ -35,3 +35,13 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     row = next(line for line in md.splitlines() if line.startswith("| both | 2 |"))
     rho = [res["closures"][n]["shock"]["errors"]["rho_L2"] for n in ("a", "b")]
     assert f"{sum(rho) / 2:.1%} ({min(rho):.1%}–{max(rho):.1%})" in row and row.endswith("| – | – |")
+    # a failed run marks its cells: their means are over the runs that finished
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_closures", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res["sweeps"]["16"]["failures"].append({"model": "b", "kn": 1.0, "case": {}, "error": "PhysicalStateError"})
+    md = mod.markdown(res)
+    assert "| b | rho |" in md and "(1 of 1 failed)" in next(x for x in md.splitlines() if x.startswith("| b | rho |"))
+    assert "(1 of 1 failed)" not in next(x for x in md.splitlines() if x.startswith("| a | rho |"))
