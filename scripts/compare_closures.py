@@ -16,7 +16,6 @@ spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<c
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 import hydra
@@ -24,7 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.shock import field_errors, model_options, solve_model
-from kinclose.bench.sweep import FIELDS, run_sweep
+from kinclose.bench.sweep import FIELDS, error_cell, failed_runs, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
 
@@ -145,14 +144,13 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["", f"## Knudsen sweep on {nx} cells (relative L2 errors at t = {res['sweep']['t_end']}; "
                   "definitions of `results/knudsen_sweep.md`)", "",
                   "| closure | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
-        failed = Counter((x["model"], float(x["kn"])) for x in table["failures"])
+        failed = failed_runs(table)
         per_kn = int(res["sweep"]["n_cases"])
         for n in names:
             e = table["models"][n]["errors"]
             for f in FIELDS:
-                lines.append(f"| {n} | {f} | " + " | ".join(
-                    f"{v:.2%}" + (f" ({failed[n, float(k)]} of {per_kn} failed)" if failed[n, float(k)] else "")
-                    for k, v in zip(kns, e[f])) + " |")
+                lines.append(f"| {n} | {f} | " + " | ".join(error_cell(v, failed[n, float(k)], per_kn)
+                                                            for k, v in zip(kns, e[f])) + " |")
         if table["failures"]:
             lines.append("")
             lines.append(f"failures: {len(table['failures'])} (listed in the JSON); the means of a cell with failed "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -135,15 +136,30 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
     return table
 
 
+def failed_runs(table: dict[str, Any]) -> Counter:
+    """(model, ε) → number of that model's failed runs at that ε (``table["failures"]``)."""
+    return Counter((f["model"], float(f["kn"])) for f in table["failures"])
+
+
+def error_cell(value: float, n_failed: int, n_cases: int) -> str:
+    """A mean error and the failed runs it leaves out: "12.34%", "12.34% (1 of 4 failed)" or "failed"."""
+    if not np.isfinite(value):
+        return "failed"
+    return f"{value:.2%}" + (f" ({n_failed} of {n_cases} failed)" if n_failed else "")
+
+
 def markdown(table: dict[str, Any]) -> str:
     kns = table["kns"]
+    failed = failed_runs(table)
+    n_cases = {float(k): sum(float(c["kn"]) == float(k) for c in table.get("cases", [])) for k in kns}
     lines = ["Relative L2 errors against the DVM (mean over cases); ρ, T relative to ‖ρ‖, ‖T‖; u to ‖√T‖; "
              "σ, q to ‖p‖, ‖p√T‖. ε = λ_ref/L (VHS).", "",
              "| model | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |",
              "|---|---|" + "---|" * len(kns)]
     for name, m in table["models"].items():
         for f in FIELDS:
-            vals = " | ".join("failed" if not np.isfinite(e) else f"{e:.2%}" for e in m["errors"][f])
+            vals = " | ".join(error_cell(e, failed[name, float(k)], n_cases[float(k)])
+                              for k, e in zip(kns, m["errors"][f]))
             lines.append(f"| {name} | {f} | {vals} |")
     lines += ["", "| model | " + " | ".join(f"wall ε={k:g} (s)" for k in kns) + " |", "|---|" + "---|" * len(kns)]
     lines.append(f"| {table['reference']['model']} (reference) | " +
