@@ -23,7 +23,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.shock import field_errors, model_options, solve_model
-from kinclose.bench.sweep import FIELDS, error_cell, failed_runs, run_sweep
+from kinclose.bench.sweep import FIELDS, error_rows, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
 
@@ -144,13 +144,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["", f"## Knudsen sweep on {nx} cells (relative L2 errors at t = {res['sweep']['t_end']}; "
                   "definitions of `results/knudsen_sweep.md`)", "",
                   "| closure | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
-        failed = failed_runs(table)
-        per_kn = int(res["sweep"]["n_cases"])
-        for n in names:
-            e = table["models"][n]["errors"]
-            for f in FIELDS:
-                lines.append(f"| {n} | {f} | " + " | ".join(error_cell(v, failed[n, float(k)], per_kn)
-                                                            for k, v in zip(kns, e[f])) + " |")
+        lines += error_rows(table, names)
         if table["failures"]:
             lines.append("")
             lines.append(f"failures: {len(table['failures'])} (listed in the JSON); the means of a cell with failed "

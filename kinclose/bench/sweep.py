@@ -148,19 +148,28 @@ def error_cell(value: float, n_failed: int, n_cases: int) -> str:
     return f"{value:.2%}" + (f" ({n_failed} of {n_cases} failed)" if n_failed else "")
 
 
-def markdown(table: dict[str, Any]) -> str:
+def error_rows(table: dict[str, Any], names: list[str] | None = None) -> list[str]:
+    """Markdown rows "| model | field | errors per ε |" of ``names`` (default: every model of the table),
+    each mean error marked with the runs it leaves out (:func:`error_cell`)."""
     kns = table["kns"]
     failed = failed_runs(table)
     n_cases = {float(k): sum(float(c["kn"]) == float(k) for c in table.get("cases", [])) for k in kns}
+    rows = []
+    for name in table["models"] if names is None else names:
+        errs = table["models"][name]["errors"]
+        for f in FIELDS:
+            vals = " | ".join(error_cell(e, failed[name, float(k)], n_cases[float(k)]) for k, e in zip(kns, errs[f]))
+            rows.append(f"| {name} | {f} | {vals} |")
+    return rows
+
+
+def markdown(table: dict[str, Any]) -> str:
+    kns = table["kns"]
     lines = ["Relative L2 errors against the DVM (mean over cases); ρ, T relative to ‖ρ‖, ‖T‖; u to ‖√T‖; "
              "σ, q to ‖p‖, ‖p√T‖. ε = λ_ref/L (VHS).", "",
              "| model | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |",
              "|---|---|" + "---|" * len(kns)]
-    for name, m in table["models"].items():
-        for f in FIELDS:
-            vals = " | ".join(error_cell(e, failed[name, float(k)], n_cases[float(k)])
-                              for k, e in zip(kns, m["errors"][f]))
-            lines.append(f"| {name} | {f} | {vals} |")
+    lines += error_rows(table)
     lines += ["", "| model | " + " | ".join(f"wall ε={k:g} (s)" for k in kns) + " |", "|---|" + "---|" * len(kns)]
     lines.append(f"| {table['reference']['model']} (reference) | " +
                  " | ".join(f"{w:.2f}" for w in table["reference"]["wall_s"]) + " |")
