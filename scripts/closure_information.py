@@ -46,8 +46,9 @@ def query_split(shard: np.ndarray, n_shards: int, n_query: int, seed: int) -> tu
     return np.sort(rng.choice(cand, min(n_query, cand.size), replace=False)), np.flatnonzero(~held)
 
 
-def analyse(entry: Any, data_root: Path, cfg: DictConfig) -> dict[str, Any]:
-    """Estimates (and the closure's errors) for one moments checkpoint on the query cells."""
+def analyse(entry: Any, data_root: Path, cfg: DictConfig, datasets: dict[tuple[float, int], Any]) -> dict[str, Any]:
+    """Estimates (and the closure's errors) for one moments checkpoint on the query cells; ``datasets`` caches
+    the shapes per ξ grid (xi_max, n), which moments checkpoints usually share."""
     from kinclose.closure.information import closure_targets, information_report, neighbour_predictions, target_names
     from kinclose.closure.targets import encode, encoder_weight_functions
     from kinclose.moments.train import load_checkpoint, load_dataset
@@ -56,7 +57,10 @@ def analyse(entry: Any, data_root: Path, cfg: DictConfig) -> dict[str, Any]:
     moments_path = resolve_moments(entry.moments)
     model, meta = load_checkpoint(moments_path)
     grid = model.grid
-    data = load_dataset(data_root, grid)
+    key = (float(grid.xi_max), int(grid.n))
+    if key not in datasets:
+        datasets[key] = load_dataset(data_root, grid)
+    data = datasets[key]
     qi, ri = query_split(np.asarray(data.shard), int(cfg.n_query_shards), int(cfg.n_query), int(cfg.seed))
     rng = np.random.default_rng(int(cfg.seed) + 1)
     n = qi.size
@@ -173,7 +177,8 @@ def main(cfg: DictConfig) -> None:
         raise ValueError(f"closure names must be unique, got {names}")
     res: dict[str, Any] = {k: OmegaConf.to_container(cfg, resolve=True)[k] for k in
                            ("title", "description", "command", "root", "n_query_shards", "n_neighbours")}
-    res["closures"] = {str(c.name): analyse(c, root, cfg) for c in cfg.closures}
+    datasets: dict[tuple[float, int], Any] = {}
+    res["closures"] = {str(c.name): analyse(c, root, cfg, datasets) for c in cfg.closures}
     res["config"] = OmegaConf.to_container(cfg, resolve=True)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
