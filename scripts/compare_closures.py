@@ -10,7 +10,8 @@ modes against the kinetic linear theory, the Mach 5.5 shock against the DVM and 
 
 Each closure has a ``name`` (table row), a ``path`` (closure.pt or pretrained:<name>) and optionally its
 ``moments`` checkpoint (default: the config's ``moments_ckpt``), which encodes the dataset states of the
-spectrum. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<config name>.yaml``.
+spectrum, and ``options`` of the reduced model (keys of ``conf/model/mlc.yaml``, e.g. ``{cfl: 0.25}``) for its
+shock and sweep runs. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<config name>.yaml``.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def markdown(res: dict[str, Any]) -> str:
     names = [str(c["name"]) for c in cfg["closures"]]  # the config's order (the JSON's keys are sorted)
     lines = [f"# {cfg['title']}", "", f"{cfg['description']} Config `kinclose/conf/{cfg['name']}.yaml`, "
              f"command `{cfg['command']}`.", ""]
+    opts = [f"{c['name']}: " + ", ".join(f"{k} = {v}" for k, v in c["options"].items())
+            for c in cfg["closures"] if c.get("options")]
+    if opts:
+        lines += ["Reduced-model options that differ from `conf/model/mlc.yaml`: " + "; ".join(opts) + ".", ""]
     if cfg.get("groups"):
         lines += group_summary(res, cfg["groups"])
     lines += [f"## Spectrum of the closed system on {res['n_states']} dataset states (ρ = 1, u = 0, T = 1)", "",
@@ -156,9 +161,14 @@ def markdown(res: dict[str, Any]) -> str:
 def main(cfg: DictConfig) -> None:
     closures = {str(c.name): str(c.path) for c in cfg.closures}
     moments = {str(c.name): str(c.get("moments") or cfg.moments_ckpt) for c in cfg.closures}
+    options = {str(c.name): dict(c.get("options") or {}) for c in cfg.closures}
+    base = OmegaConf.create({"overrides": {}})
+    valid = set(model_options(base, "mlc")) - {"closure"}
+    for name, o in options.items():
+        if set(o) - valid:
+            raise KeyError(f"closure {name!r}: unknown option(s) {sorted(set(o) - valid)}; valid: {sorted(valid)}")
     states = {m: dataset_states(cfg, m) for m in set(moments.values())}
     shock = rankine_hugoniot(float(cfg.mach))
-    base = OmegaConf.create({"overrides": {}})
     ref, ref_row = solve_model(shock, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))
     res: dict[str, Any] = {"mach": float(cfg.mach), "n_states": min(len(W) for W, _ in states.values()),
                            "shock_dvm_inv_density_thickness": ref_row["inv_density_thickness"],
@@ -169,7 +179,7 @@ def main(cfg: DictConfig) -> None:
         entry: dict[str, Any] = {"closure": path, "moments": moments[name],
                                  "spectrum": spectrum(path, *states[moments[name]]),
                                  "linear_modes": linear_modes(path, [0.1, 1.0, 10.0], 0.3)}
-        opts = dict(model_options(base, "mlc"), closure=path, flux=flux)
+        opts = dict(model_options(base, "mlc"), closure=path, flux=flux, **options[name])
         try:
             prof, row = solve_model(shock, "mlc", collision="bgk", omega=0.5, options=opts)
             entry["shock"] = {**row, "errors": field_errors(prof, ref)}
@@ -178,7 +188,9 @@ def main(cfg: DictConfig) -> None:
         res["closures"][name] = entry
         log.info("%s: spectrum %s, shock %s", name, entry["spectrum"], entry["shock"].get("errors"))
     sw = cfg.sweep
-    models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max), "flux": flux} for n, p in closures.items()}
+    models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max), "flux": flux,
+                  **{k: v for k, v in options[n].items() if k in ("cfl", "xi_max", "flux")}}  # the sweep's run options
+              for n, p in closures.items()}
     for nx in sw.nxs:
         res["sweeps"][str(int(nx))] = run_sweep(list(sw.kns), models, int(sw.n_cases), int(sw.seed), int(nx),
                                                 float(sw.t_end), list(sw.kinds), "dvm", {"nv": 96}, 4)

@@ -38,3 +38,25 @@ def bgk_dataset(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def smooth_wave_run():
+    """``run(closure, steps, u_amp=0.2)``: the reduced solver with ``closure`` for ``steps`` steps on smooth periodic
+    waves (32 cells, ε = 0.1, ω = 0.5, CFL 0.5); asserts that U is conserved to round-off and returns the solver."""
+    from kinclose.physics import mu_ref_for_knudsen
+    from kinclose.reduced.solver import ReducedSolver
+
+    def run(closure, steps: int, u_amp: float = 0.2) -> ReducedSolver:
+        nx = 32
+        x = (np.arange(nx) + 0.5) / nx
+        s = ReducedSolver(0, 1, nx, closure, mu_ref_for_knudsen(0.1, 0.5), 0.5, "periodic", 0.5)
+        s.set_state(1 + 0.2 * np.sin(2 * np.pi * x), u_amp * np.cos(2 * np.pi * x), 1 + 0.2 * np.sin(2 * np.pi * x + 1))
+        U0 = s.U.sum(0)
+        for _ in range(steps):
+            s.step()
+        assert s.steps == steps
+        np.testing.assert_allclose(s.U.sum(0), U0, rtol=0, atol=1e-12 * np.abs(U0).max())
+        return s
+
+    return run

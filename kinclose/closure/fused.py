@@ -8,7 +8,9 @@ outputs then carry a relative rounding error of ~1e-7, far below the learning er
 identity m(W; 0, 1) = W survives: the correction δ̃ A + t̃ B is formed in float64 from δ̃ = t̃ = 0.
 
 Outputs follow ``Ensemble``: ``stress_heat(W)`` → mean, variance (n, 2); ``frame(W, δ, τ)`` → mean m,
-mean k, variance m, variance k (n, M). Shapes: W (n, M), δ, τ (n,).
+mean k, variance m, variance k (n, M). Shapes: W (n, M), δ, τ (n,). :func:`fused_ensemble` picks
+:class:`FusedEnsemble` or, for the structured Hermite closures (``networks.HermiteFrame``),
+:class:`FusedHermiteEnsemble` (stacked top-moment networks, exact algebra in float64).
 """
 
 from __future__ import annotations
@@ -128,3 +130,45 @@ class FusedEnsemble:
         """Mean m, mean k, variance m, variance k, (n, M) each (variances None if not asked)."""
         m, k = self.frame_all(W, delta, tau)
         return m.mean(0), k.mean(0), (m.var(0) if variance else None), (k.var(0) if variance else None)
+
+
+class FusedHermiteEnsemble:
+    """NumPy inference of a structured Hermite ``Ensemble`` (``structure`` hermite or grad): the K top-moment
+    networks stacked (``dtype``), the exact algebra of :mod:`kinclose.closure.hermite` in float64."""
+
+    def __init__(self, ensemble: Any, dtype: str = "float32") -> None:
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"inference dtype must be 'float32' or 'float64', got {dtype!r}")
+        fr = [m.frame for m in ensemble.members]
+        self.M, self.K = int(ensemble.M), int(ensemble.K)
+        self.algebra = fr[0].algebra
+        self.net = None
+        if fr[0].net is not None:
+            self.net = _StackedMLP([n.net for n in fr], str(ensemble.kwargs["activation"]),
+                                   np.float32 if dtype == "float32" else np.float64)
+            self.w_mean, self.w_std, self.r_std = (_buffers(fr, b) for b in ("w_mean", "w_std", "r_std"))
+            self.offset = self.net((_buffers(fr, "w_eq") - self.w_mean) / self.w_std)
+
+    def stress_heat(self, W: NDArray, variance: bool = True) -> tuple[NDArray, NDArray | None]:
+        """σ̂, q̂ (exact: every member agrees) and a zero variance, (n, 2) each."""
+        y = self.algebra.stress_heat(W)
+        return y, (np.zeros_like(y) if variance else None)
+
+    def frame(self, W: NDArray, delta: NDArray, tau: NDArray, variance: bool = True
+              ) -> tuple[NDArray, NDArray, NDArray | None, NDArray | None]:
+        """Mean m, mean k, variance m, variance k over members, (n, M) each (variances None if not asked)."""
+        if self.net is None:  # Grad: r = 0 in every member
+            m, k = self.algebra.frame(W, np.zeros((W.shape[0], 2)), delta, tau)
+            z = np.zeros_like(m) if variance else None
+            return m, k, z, (None if z is None else z.copy())
+        r = (self.net((W[None] - self.w_mean) / self.w_std) - self.offset) * self.r_std  # (K, n, 2)
+        out = [self.algebra.frame(W, r[i], delta, tau) for i in range(self.K)]
+        m, k = np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+        return m.mean(0), k.mean(0), (m.var(0) if variance else None), (k.var(0) if variance else None)
+
+
+def fused_ensemble(ensemble: Any, dtype: str = "float32") -> FusedEnsemble | FusedHermiteEnsemble:
+    """The fused inference path of ``ensemble`` (free or structured)."""
+    if getattr(ensemble, "structure", "free") != "free":
+        return FusedHermiteEnsemble(ensemble, dtype)
+    return FusedEnsemble(ensemble, dtype)

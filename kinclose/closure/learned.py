@@ -64,9 +64,9 @@ class LearnedClosure:
         if inference == "torch":
             self._net = None
         else:
-            from kinclose.closure.fused import FusedEnsemble
+            from kinclose.closure.fused import fused_ensemble
 
-            self._net = FusedEnsemble(ensemble, inference)
+            self._net = fused_ensemble(ensemble, inference)
         self._w_eq = ensemble.w_eq.detach().cpu().numpy().astype(float)
         r = self.meta.get("W_range")
         self.w_min = np.asarray(r["min"], dtype=float) if r else None

@@ -14,6 +14,10 @@
 * ``skip=True``: every network N gains a linear path, N(x) = MLP(x) + L x + b with L, b zero at
   initialization, so targets that are affine in the inputs (the frame map and all but the top fluxes of
   a graded Hermite set, ``kinclose.closure.information``) need no nonlinear fit.
+* ``structure="hermite"`` / ``"grad"`` (graded Hermite moments only, :mod:`kinclose.closure.hermite`):
+  :class:`HermiteStressHeat` and :class:`HermiteFrame` compute σ̂, q̂, m and k exactly from W except the
+  two moments one degree above the set, r = S_r ⊙ [N(z) − N(z_eq)] (``hermite``) or r = 0 (``grad``,
+  Grad's closure: nothing to train).
 * :class:`ClosureMember` one of each; :class:`Ensemble` K ≥ 1 members built from different seeds,
   with mean and (population) variance over members of every output.
 
@@ -121,14 +125,68 @@ class FrameNet(nn.Module):
         return m, k
 
 
+class HermiteStressHeat(nn.Module):
+    """W (n, M) → (σ̂, q̂) (n, 2), exact in the moments of a graded Hermite set (``closure.hermite``)."""
+
+    def __init__(self, terms: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        from kinclose.closure.hermite import HermiteAlgebra
+
+        self.algebra = HermiteAlgebra(terms)
+        self.M = self.algebra.M
+        self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+        self.register_buffer("y_std", torch.ones(2, dtype=DTYPE))
+
+    def forward(self, W: torch.Tensor) -> torch.Tensor:
+        return self.algebra.stress_heat(W, torch)
+
+
+class HermiteFrame(nn.Module):
+    """(W (n, M), δ (n,), τ (n,)) → m, k (n, M) of a graded Hermite set: exact algebra with the top moments
+    r(W) (n, 2) = S_r ⊙ [N(z) − N(z_eq)], z = (W − μ_W)/s_W, or r = 0 when ``learned`` is false (Grad)."""
+
+    def __init__(self, terms: Sequence[Sequence[int]], hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 learned: bool = True, skip: bool = False) -> None:
+        super().__init__()
+        from kinclose.closure.hermite import HermiteAlgebra
+
+        self.algebra = HermiteAlgebra(terms)
+        self.M = self.algebra.M
+        self.net = mlp(self.M, hidden, 2, activation, skip) if learned else None
+        # statistics (``Ensemble.set_statistics``): input standardization, anchor, output scale S_r, and the loss
+        # scales dm_std, k_std of ``closure.train.member_loss``
+        for name, size in (("w_mean", self.M), ("w_eq", self.M)):
+            self.register_buffer(name, torch.zeros(size, dtype=DTYPE))
+        for name, size in (("w_std", self.M), ("r_std", 2), ("dm_std", self.M), ("k_std", self.M)):
+            self.register_buffer(name, torch.ones(size, dtype=DTYPE))
+
+    def top(self, W: torch.Tensor) -> torch.Tensor:
+        """(n, 2) normalized moments one degree above the set (P_g[N_g + 1], P_h[N_h + 1])."""
+        if self.net is None:
+            return W[:, :2] * 0
+        z = (W - self.w_mean) / self.w_std
+        z_eq = ((self.w_eq - self.w_mean) / self.w_std)[None]
+        return (self.net(z) - self.net(z_eq)) * self.r_std
+
+    def forward(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.algebra.frame(W, self.top(W), delta, tau, torch)
+
+
 class ClosureMember(nn.Module):
-    """One ensemble member: σ̂, q̂ and the frame change m, k."""
+    """One ensemble member: σ̂, q̂ and the frame change m, k (free networks, or the structured Hermite closure)."""
 
     def __init__(self, M: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", anchor: bool = True,
-                 exact_stress_heat: bool = False, skip: bool = False) -> None:
+                 exact_stress_heat: bool = False, skip: bool = False, structure: str = "free",
+                 terms: Sequence[Sequence[int]] | None = None) -> None:
         super().__init__()
-        self.stress_heat = StressHeatNet(M, hidden, activation, anchor, exact_stress_heat, skip)
-        self.frame = FrameNet(M, hidden, activation, skip)
+        if structure == "free":
+            self.stress_heat = StressHeatNet(M, hidden, activation, anchor, exact_stress_heat, skip)
+            self.frame = FrameNet(M, hidden, activation, skip)
+            return
+        if terms is None or len(terms) != int(M):
+            raise ValueError(f"structure={structure!r} needs the M={M} Hermite terms (n, l) of the moments, got {terms}")
+        self.stress_heat = HermiteStressHeat(terms)
+        self.frame = HermiteFrame(terms, hidden, activation, learned=structure == "hermite", skip=skip)
 
 
 class Ensemble(nn.Module):
@@ -143,26 +201,37 @@ class Ensemble(nn.Module):
     seed : base seed of the members' initialization.
     exact_stress_heat : σ̂ = W_0 − W_eq,0, q̂ = W_1 − W_eq,1 instead of a network (see the module docstring).
     skip : every network gains a linear input-to-output path (module docstring).
+    structure : "free" (networks for σ̂, q̂, m, k), "hermite" or "grad" (graded Hermite moments with the
+        (n, l) ``terms``; module docstring).
     """
 
     def __init__(self, M: int, K: int = 4, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                 anchor: bool = True, seed: int = 0, exact_stress_heat: bool = False, skip: bool = False) -> None:
+                 anchor: bool = True, seed: int = 0, exact_stress_heat: bool = False, skip: bool = False,
+                 structure: str = "free", terms: Sequence[Sequence[int]] | None = None) -> None:
         super().__init__()
+        from kinclose.closure.hermite import STRUCTURES
+
         if int(K) < 1:
             raise ValueError(f"an ensemble needs K >= 1 members, got {K}")
+        if structure not in STRUCTURES:
+            raise ValueError(f"unknown closure structure {structure!r}; choose one of {STRUCTURES}")
         self.kwargs: dict[str, Any] = {"M": int(M), "K": int(K), "hidden": [int(w) for w in hidden],
                                        "activation": str(activation), "anchor": bool(anchor), "seed": int(seed)}
         if exact_stress_heat:  # stored only when set, so checkpoints without it keep their kwargs
             self.kwargs["exact_stress_heat"] = True
         if skip:
             self.kwargs["skip"] = True
+        if structure != "free":
+            self.kwargs["structure"] = structure
+            self.kwargs["terms"] = [[int(n), int(l)] for n, l in (terms or [])]
+        self.structure = structure
         self.M, self.K = int(M), int(K)
         members = []
         for i in range(self.K):
             # distinct, reproducible initializations without touching the global torch RNG stream
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed) * 1009 + i)
-                members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat, skip))
+                members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat, skip, structure, terms))
         self.members = nn.ModuleList(members)
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
 

@@ -491,6 +491,24 @@ def exact_stress_heat(option: Any, encoder: Any) -> bool:
     return fixed if opt == "auto" else opt == "true"
 
 
+def structured_terms(structure: str, encoder: Any) -> list[tuple[int, int]]:
+    """The (n, l) terms of a graded Hermite encoder for ``stage.structure`` hermite | grad (clear error otherwise)."""
+    from kinclose.closure.hermite import STRUCTURES, HermiteAlgebra
+
+    if structure not in STRUCTURES:
+        raise ValueError(f"stage.structure={structure!r}: choose one of {STRUCTURES}")
+    return HermiteAlgebra.from_encoder(encoder).terms
+
+
+def top_scale(terms: list[tuple[int, int]], t: ClosureTargets) -> NDArray:
+    """(2,) RMS of the top moments r of a graded Hermite set over the samples of ``t`` (from the fluxes in the
+    identity frame, frame 0), floored: the output scale S_r of ``networks.HermiteFrame``."""
+    from kinclose.closure.hermite import HermiteAlgebra
+
+    r = HermiteAlgebra(terms).top_from_flux(t.W, t.k[:, 0, :])
+    return np.maximum(np.sqrt((r ** 2).mean(0)), 1e-8)
+
+
 def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Train the closure ensemble of ``cfg`` (conf/train.yaml with stage=closure) into ``run_dir``.
 
@@ -534,10 +552,19 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     log.info("closure targets: %d samples x %d frames (%d train, %d validation, split by %s), %.1f s",
              len(targets), sampling.n_frames, len(tr), len(va), how, time.perf_counter() - t0)
 
-    exact_sh = exact_stress_heat(st.get("exact_stress_heat", "auto"), moments.encoder)
+    structure = str(st.get("structure", "free"))
+    terms = None
+    if structure == "free":
+        exact_sh = exact_stress_heat(st.get("exact_stress_heat", "auto"), moments.encoder)
+    else:
+        exact_sh = False
+        terms = structured_terms(structure, moments.encoder)
     ens = Ensemble(M=int(moments.M), K=int(st.K), hidden=list(st.hidden), activation=str(st.activation),
-                   anchor=bool(st.anchor), seed=seed, exact_stress_heat=exact_sh, skip=bool(st.get("skip", False)))
+                   anchor=bool(st.anchor), seed=seed, exact_stress_heat=exact_sh, skip=bool(st.get("skip", False)),
+                   structure=structure, terms=terms)
     stats = statistics(tr, w_eq, sampling, bool(st.anchor))
+    if terms is not None:
+        stats["r_std"] = top_scale(terms, tr)
     ens.set_statistics(stats)
     ens.to(device)
     dtr, dva = _tensors(tr, device), _tensors(va, device)
@@ -547,7 +574,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     lin_targets = lin.targets()
     w_eq_t = torch.as_tensor(w_eq, dtype=torch.float64, device=device)
     hists = []
-    for i, mem in enumerate(ens.members):
+    for i, mem in enumerate(ens.members if structure != "grad" else []):  # Grad's closure has nothing to fit
         hists.append(fit_member(mem, dtr, dva, epochs=int(st.epochs), batch_size=int(st.batch_size), lr=float(st.lr),
                                 patience=int(st.patience), weights=weights, seed=seed * 1009 + i + 1,
                                 lr_final_factor=float(st.get("lr_final_factor", 0.05)),
@@ -588,7 +615,8 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     save_closure_checkpoint(run_dir / CHECKPOINT_NAME, ens, meta)
     metrics["checkpoint"] = str(run_dir / CHECKPOINT_NAME)
     atomic_write_json(run_dir / "metrics.json", metrics)
-    plot_learning_curves(hists, run_dir / "learning_curve.png", title)
+    if hists:
+        plot_learning_curves(hists, run_dir / "learning_curve.png", title)
     a = err_va["all"]
     log.info("closure %s: validation rel RMSE sigma_hat %.3e, q_hat %.3e, m %.3e, k %.3e -> %s", title,
              a["sigma_hat"]["rel_rmse"], a["q_hat"]["rel_rmse"], a["m"]["rel_rmse"], a["k"]["rel_rmse"], run_dir)

@@ -1,6 +1,6 @@
 """``scripts/compare_closures.py`` (hyperbolicity ablation, data scaling, seed variance) on a tiny setting:
-spectrum, shock and sweep entries per closure, each closure's own moments checkpoint, the Markdown table
-and its per-recipe summary."""
+spectrum, shock and sweep entries per closure, each closure's own moments checkpoint and run options, the
+Markdown table and its per-recipe summary."""
 
 import json
 import subprocess
@@ -16,7 +16,7 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_dataset(data, n_shards=1, seed=3, kn_range=(0.1, 1.0), nx=16, nv=96, nt=2, t_end=0.05)
     closures = ('closures=[{name: a, path: "pretrained:mlc_small"}, '
-                '{name: b, path: "pretrained:hermmlc_small", moments: "pretrained:hermmlc_small"}]')
+                '{name: b, path: "pretrained:hermmlc_small", moments: "pretrained:hermmlc_small", options: {cfl: 0.4}}]')
     args = [closures, f"spectrum_dataset={data}", "spectrum_states=16", "mach=1.5", "sweep.kns=[1.0]", "sweep.nxs=[16]",
             "sweep.n_cases=1", "sweep.t_end=0.02", "name=tiny", "title=Tiny", f"out_dir={tmp_path / 'out'}",
             f"hydra.run.dir={tmp_path / 'hydra'}", "+groups=[{name: both, members: [a, b]}]"]
@@ -31,6 +31,7 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     assert set(res["sweeps"]["16"]["models"]) == {"a", "b"} and not res["sweeps"]["16"]["failures"]
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert md.startswith("# Tiny") and "| a | rho |" in md and "| b | q |" in md
+    assert "Reduced-model options that differ from `conf/model/mlc.yaml`: b: cfl = 0.4." in md
     # the per-recipe summary: mean (min–max) of the two closures; columns of absent sweeps are "–"
     row = next(line for line in md.splitlines() if line.startswith("| both | 2 |"))
     rho = [res["closures"][n]["shock"]["errors"]["rho_L2"] for n in ("a", "b")]
@@ -45,3 +46,10 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     md = mod.markdown(res)
     assert "| b | rho |" in md and "(1 of 1 failed)" in next(x for x in md.splitlines() if x.startswith("| b | rho |"))
     assert "(1 of 1 failed)" not in next(x for x in md.splitlines() if x.startswith("| a | rho |"))
+
+
+def test_compare_closures_rejects_unknown_run_options(tmp_path: Path) -> None:
+    closures = 'closures=[{name: a, path: "pretrained:mlc_small", options: {cfll: 0.3}}]'
+    run = subprocess.run([sys.executable, str(SCRIPT), closures, f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode != 0 and "unknown option(s) ['cfll']" in run.stderr

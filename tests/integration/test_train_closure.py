@@ -157,29 +157,17 @@ def test_corrupted_and_foreign_checkpoints_give_clear_errors(trained, tmp_path: 
         LearnedClosure.from_checkpoint(tmp_path / "nothing.pt")
 
 
-def test_learned_closure_in_the_reduced_solver(trained) -> None:
+def test_learned_closure_in_the_reduced_solver(trained, smooth_wave_run) -> None:
     """~20 steps on smooth periodic data: U conserved to round-off, ρ, T > 0, W finite."""
     from kinclose.closure.learned import LearnedClosure
-    from kinclose.physics import mu_ref_for_knudsen, primitive
-    from kinclose.reduced.solver import ReducedSolver
+    from kinclose.physics import primitive
 
     out, m = trained
     cl = LearnedClosure.from_checkpoint(out / "closure" / "closure.pt")
     # the Rusanov bound defaults to the one stored in the checkpoint (stage.xi_max); an argument overrides it
     assert cl.xi_max == cl.meta["xi_max"] == 5.0 and cl.n_moments == 3 and cl.equilibrium().shape == (3,)
     assert LearnedClosure.from_checkpoint(out / "closure" / "closure.pt", xi_max=3.5).xi_max == 3.5
-    nx = 32
-    x = (np.arange(nx) + 0.5) / nx
-    rho = 1 + 0.2 * np.sin(2 * np.pi * x)
-    u = 0.2 * np.cos(2 * np.pi * x)
-    T = 1 + 0.2 * np.sin(2 * np.pi * x + 1)
-    red = ReducedSolver(0, 1, nx, cl, mu_ref_for_knudsen(0.1, 0.5), 0.5, "periodic", 0.5)
-    red.set_state(rho, u, T)
-    total0 = red.U.sum(0)
-    for _ in range(20):
-        red.step()
-    assert red.steps == 20
-    np.testing.assert_allclose(red.U.sum(0), total0, rtol=0, atol=1e-12 * np.abs(total0).max())
+    red = smooth_wave_run(cl, 20)
     r, _, Tn = primitive(red.U)
     assert np.all(r > 0) and np.all(Tn > 0) and np.all(np.isfinite(red.W))
     f = red.fields_array()
@@ -277,3 +265,40 @@ def test_cli_trains_moments_then_closure(tmp_path: Path, dataset: Path) -> None:
     # a missing moments checkpoint is a one-line error, not a traceback
     res = run(["stage=closure", f"data.root={dataset}", f"hydra.run.dir={tmp_path / 'x'}"])
     assert res.returncode == 2 and "needs the moments checkpoint" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_structured_hermite_closures_through_the_stage(trained, tmp_path: Path, dataset: Path, smooth_wave_run) -> None:
+    """stage.structure=hermite learns only the two top moments of a graded Hermite set (σ̂, q̂ exact in W, so
+    their validation error is the ξ-grid's normalization error, far below a network's); stage.structure=grad
+    trains nothing and has the larger flux error; both load and run in the reduced solver; the learned encoder
+    and distillation refuse them with clear errors."""
+    from kinclose.closure.distill import DistillError, distill
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.train import load_closure_checkpoint, train_closure
+
+    free = _train(dataset, tmp_path, "hermite", ("stage.hermite_basis=graded", "stage.M=4"))
+    mck = tmp_path / "moments" / "moments.pt"
+    res = {}
+    for structure in ("hermite", "grad"):
+        cfg = compose("train", ["stage=closure", f"data.root={dataset}", f"moments_ckpt={mck}", *CLOSURE_ARGS,
+                                f"stage.structure={structure}"])
+        res[structure] = train_closure(cfg, tmp_path / structure)
+    h, g = res["hermite"], res["grad"]
+    assert h["model_kwargs"]["structure"] == "hermite" and h["model_kwargs"]["terms"] == [[2, 0], [3, 0], [1, 1], [4, 0]]
+    assert g["best_val_loss"] == [] and not (tmp_path / "grad" / "learning_curve.png").exists()
+    for key in ("sigma_hat", "q_hat"):
+        assert h["val"]["all"][key]["rel_rmse"] == g["val"]["all"][key]["rel_rmse"]  # same exact algebra
+        assert h["val"]["all"][key]["rel_rmse"] < 0.5 * free["val"]["all"][key]["rel_rmse"]
+    assert h["val"]["all"]["k"]["rel_rmse"] < 0.7 * g["val"]["all"]["k"]["rel_rmse"]
+    ens, meta = load_closure_checkpoint(tmp_path / "hermite" / "closure.pt")
+    assert ens.structure == "hermite" and meta["xi_max"] == 5.0
+    red = smooth_wave_run(LearnedClosure.from_checkpoint(tmp_path / "hermite" / "closure.pt"), 20)
+    assert np.all(np.isfinite(red.W)) and np.abs(red.fields_array()[:, 4]).max() > 0
+    with pytest.raises(DistillError, match="structured Hermite closure"):
+        distill(ens, meta)
+    with pytest.raises(ValueError, match="stage.structure='grade'"):
+        train_closure(compose("train", ["stage=closure", f"data.root={dataset}", f"moments_ckpt={mck}", *CLOSURE_ARGS,
+                                        "stage.structure=grade"]), tmp_path / "x")
+    with pytest.raises(ValueError, match="graded Hermite encoder"):
+        train_closure(compose("train", ["stage=closure", f"data.root={dataset}", *CLOSURE_ARGS, "stage.structure=grad",
+                                        f"moments_ckpt={trained[0] / 'moments' / 'moments.pt'}"]), tmp_path / "x")
