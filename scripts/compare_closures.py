@@ -189,7 +189,7 @@ def main(cfg: DictConfig) -> None:
         log.info("%s: spectrum %s, shock %s", name, entry["spectrum"], entry["shock"].get("errors"))
     sw = cfg.sweep
     models = {n: {"model": "mlc", "closure": p, "xi_max": float(sw.xi_max), "flux": flux,
-                  **{k: v for k, v in options[n].items() if k in ("cfl", "xi_max", "flux")}}  # the sweep's run options
+                  **{k: v for k, v in options[n].items() if k in ("cfl", "xi_max", "flux", "clip")}}  # the sweep's run options
               for n, p in closures.items()}
     for nx in sw.nxs:
         res["sweeps"][str(int(nx))] = run_sweep(list(sw.kns), models, int(sw.n_cases), int(sw.seed), int(nx),

@@ -55,7 +55,7 @@ def model_options(cfg: DictConfig, name: str) -> dict:
 
 # closure diagnostics of the reduced models (kinclose.reduced.shock), copied into the table when present
 DIAGNOSTIC_KEYS = ("complex_eigenvalue_fraction", "states_with_complex_eigenvalues", "max_characteristic_speed",
-                   "fraction_speed_above_xi_max", "W_out_of_range_fraction")
+                   "fraction_speed_above_xi_max", "W_out_of_range_fraction", "clipped_flux_state_fraction")
 
 
 def solve_model(states: ShockStates, name: str, *, collision: str, omega: float,

@@ -7,6 +7,11 @@ and the ensemble variance for exploration. Inference runs through the fused NumP
 :mod:`kinclose.closure.fused` (float32 by default, ``inference="float64"`` or ``"torch"`` for the
 reference paths); torch is imported lazily and used for autograd only.
 
+Option ``clip`` (off by default): the fluxes σ̂, q̂ and k are evaluated at W clipped to the training box
+[min, max] of W, the frame map m at the true W; ``clip_counts`` reports how many states were clipped.
+This is a saturation the free networks have built in (tanh); the structured Hermite closures
+(:mod:`kinclose.closure.hermite`), whose exact algebra extrapolates, need it to stay positive.
+
 Diagnostics (reported, never acted upon):
 
 * ``check_range(W)``: states whose W leaves the box [min, max] of the training W;
@@ -45,12 +50,13 @@ class LearnedClosure:
     batch_size : states per network call.
     inference : "float32" (fused NumPy, default), "float64" (fused NumPy) or "torch" (the
         float64 module calls, the reference).
+    clip : evaluate the fluxes at W clipped to the training box (module docstring); needs ``W_range``.
     """
 
     INFERENCE = ("float32", "float64", "torch")
 
     def __init__(self, ensemble: Any, meta: dict | None = None, xi_max: float = 4.0, batch_size: int = 65536,
-                 inference: str = "float32") -> None:
+                 inference: str = "float32", clip: bool = False) -> None:
         if not (math.isfinite(xi_max) and xi_max > 0):
             raise ValueError(f"xi_max must be positive and finite, got {xi_max!r}")
         if inference not in self.INFERENCE:
@@ -72,6 +78,10 @@ class LearnedClosure:
         self.w_min = np.asarray(r["min"], dtype=float) if r else None
         self.w_max = np.asarray(r["max"], dtype=float) if r else None
         self.w_std = np.asarray(r["std"], dtype=float) if r else None
+        self.clip = bool(clip)
+        if self.clip and self.w_min is None:
+            raise ValueError("clip=True needs the training range of W (checkpoint metadata W_range)")
+        self.clip_counts = {"evaluated": 0, "clipped": 0}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, xi_max: float | None = None, **kwargs: Any) -> "LearnedClosure":
@@ -127,14 +137,28 @@ class LearnedClosure:
         return (np.broadcast_to(np.asarray(delta, dtype=float), (n,)),
                 np.broadcast_to(np.asarray(tau, dtype=float), (n,)))
 
+    def _flux_states(self, W: NDArray) -> NDArray:
+        """W, or W clipped to the training box when ``clip`` is set (counted in ``clip_counts``)."""
+        if not self.clip:
+            return W
+        Wc = np.clip(W, self.w_min, self.w_max)
+        self.clip_counts["evaluated"] += W.shape[0]
+        self.clip_counts["clipped"] += int((Wc != W).any(1).sum())
+        return Wc
+
     def stress_heat(self, W: NDArray, cells: NDArray | None = None) -> NDArray:
         """(n, M) → (n, 2): ensemble mean of σ̂ = σ/(ρT), q̂ = q/(ρT^{3/2}); ``cells`` is ignored."""
-        return self._evaluate(self._W(W), None, None, "sh")[0]
+        return self._evaluate(self._flux_states(self._W(W)), None, None, "sh")[0]
 
     def frame(self, W: NDArray, delta: NDArray, tau: NDArray, cells: NDArray | None = None) -> tuple[NDArray, NDArray]:
         """(n, M), (n,), (n,) → ensemble means m, k (n, M); m(W; 0, 1) = W exactly; ``cells`` ignored."""
         W = self._W(W)
-        m, k, _, _ = self._evaluate(W, *self._frames(W.shape[0], delta, tau), "frame")
+        frames = self._frames(W.shape[0], delta, tau)
+        m, k, _, _ = self._evaluate(W, *frames, "frame")
+        if self.clip:
+            Wc = self._flux_states(W)
+            if not np.array_equal(Wc, W):
+                k = self._evaluate(Wc, *frames, "frame")[1]
         return m, k
 
     # ----------------------------------------------------------------- exploration / diagnostics

@@ -21,15 +21,18 @@ from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.solver import ReducedSolver
 
 
-def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None) -> ShapeClosure:
+def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None, clip: bool = False) -> ShapeClosure:
     """A closure object, the path of a ``closure.pt`` checkpoint (learned / Hermite), or
     ``pretrained:<name>`` for a closure shipped in :mod:`kinclose.pretrained`. ``xi_max`` overrides
-    the wave-speed bound |λ − u|/√T of the Rusanov flux."""
+    the wave-speed bound |λ − u|/√T of the Rusanov flux; ``clip`` evaluates a checkpoint's fluxes at W
+    clipped to its training box (``LearnedClosure``)."""
     if isinstance(closure, (str, Path)):
         from kinclose.closure.learned import LearnedClosure  # torch only here
         from kinclose.pretrained import resolve
 
-        return LearnedClosure.from_checkpoint(resolve(closure), xi_max=xi_max)
+        return LearnedClosure.from_checkpoint(resolve(closure), xi_max=xi_max, clip=clip)
+    if clip:
+        raise ValueError("clip=True applies to closures loaded from a checkpoint (LearnedClosure)")
     if xi_max is not None:
         closure.xi_max = float(xi_max)
     return closure
@@ -51,6 +54,9 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
     Jacobian (and of states with any), the largest characteristic speed |λ − u|/√T and the fraction of
     states whose speed exceeds the Rusanov bound ``xi_max``. U (n, 3), W (n, M)."""
     out: dict[str, Any] = {}
+    counts = getattr(cl, "clip_counts", None)
+    if getattr(cl, "clip", False) and counts["evaluated"]:
+        out["clipped_flux_state_fraction"] = counts["clipped"] / counts["evaluated"]
     check = getattr(cl, "check_range", None)
     if check is not None and getattr(cl, "w_min", None) is not None:
         out["W_out_of_range_fraction"] = float(check(W)["fraction"])
@@ -66,18 +72,19 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
                 max_steps: int = 1_000_000, xi_max: float | None = None, source: Any = None,
-                source_beta_safety: float = 1.0, flux: str = "ap") -> Fields:
+                source_beta_safety: float = 1.0, flux: str = "ap", clip: bool = False) -> Fields:
     """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``; the stats
     hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state.
 
     ``source`` : None (exact BGK source; the problem must be BGK), a source object or the path of a
     ``source.pt`` (learned collision source, any collision model); ``source_beta_safety`` multiplies
-    its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`)."""
+    its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`);
+    ``clip``: fluxes at W clipped to the closure's training box (:func:`load_closure`)."""
     if source is None and problem.collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}. "
                          "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
     src = load_source(source)
-    cl = load_closure(closure, xi_max)
+    cl = load_closure(closure, xi_max, clip)
     left = right = None
     if problem.bc == "reservoir":
         left = (problem.rho[0], problem.u[0], problem.T[0])

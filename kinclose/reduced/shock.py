@@ -23,13 +23,14 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
-                  flux: str = "ap", progress: bool | None = False) -> ShockProfile:
+                  flux: str = "ap", clip: bool = False, progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
     Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
     coarser than ``dx``, each result prolonged (piecewise-linear, conservative in U) onto the next;
     ``max_steps`` bounds the steps of each level; ``flux`` is the numerical flux of U ("ap" or
-    "rusanov", :class:`ReducedSolver`).
+    "rusanov", :class:`ReducedSolver`); ``clip``: fluxes at W clipped to the closure's training box
+    (``kinclose.reduced.run.load_closure``).
     """
     if collision != "bgk":
         raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}")
@@ -38,7 +39,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     s = states
-    cl = load_closure(closure, xi_max)
+    cl = load_closure(closure, xi_max, clip)
     mu_ref = 1.0 / mfp_coefficient(omega)
     nx_coarse = max(8, int(round((x_max - x_min) / (dx * 2 ** (levels - 1)))))
     t0 = time.perf_counter()

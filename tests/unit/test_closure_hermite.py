@@ -143,3 +143,32 @@ def test_sets_it_cannot_close_give_clear_errors() -> None:
         Ensemble(M=4, structure="grade", terms=hermite_terms(4, "graded"))
     with pytest.raises(ValueError, match="needs the M=4 Hermite terms"):
         Ensemble(M=4, structure="grad")
+
+
+def test_clip_evaluates_fluxes_at_the_training_box() -> None:
+    """``clip=True``: σ̂, q̂ and k at W clipped to the training box, m at the true W, clipped states counted and
+    reported by the solver's diagnostics; clear errors without a training range or for a closure object."""
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.networks import Ensemble
+    from kinclose.reduced.run import closure_diagnostics, load_closure
+
+    ens = Ensemble(M=6, K=4, hidden=[8], seed=3, structure="hermite", terms=hermite_terms(6, "graded"))
+    meta = {"W_range": {"min": [-0.05] * 6, "max": [0.05] * 6, "std": [0.02] * 6}}
+    plain, clipped = LearnedClosure(ens, meta, 5.0), LearnedClosure(ens, meta, 5.0, clip=True)
+    rng = np.random.default_rng(4)
+    W = rng.uniform(-0.04, 0.04, (10, 6))
+    W[:3, 2] = 0.3  # three states outside the box
+    d, t = np.full(10, 0.3), np.full(10, 1.2)
+    Wc = np.clip(W, -0.05, 0.05)
+    m, k = clipped.frame(W, d, t)
+    np.testing.assert_array_equal(m, plain.frame(W, d, t)[0])
+    np.testing.assert_array_equal(k, plain.frame(Wc, d, t)[1])
+    np.testing.assert_array_equal(clipped.stress_heat(W), plain.stress_heat(Wc))
+    assert clipped.clip_counts == {"evaluated": 20, "clipped": 6}
+    U = np.tile([1.0, 0.0, 1.5], (10, 1))
+    assert closure_diagnostics(clipped, U, W)["clipped_flux_state_fraction"] == 0.3
+    assert "clipped_flux_state_fraction" not in closure_diagnostics(plain, U, W)
+    with pytest.raises(ValueError, match="needs the training range"):
+        LearnedClosure(ens, {}, 5.0, clip=True)
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_closure(plain, clip=True)
