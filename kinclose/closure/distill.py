@@ -345,8 +345,8 @@ def distill_with_report(teacher: Any, meta: dict, *, hidden: Sequence[int] | Non
         raise DistillError(f"the teacher must be a kinclose closure Ensemble, got {type(teacher).__name__}")
     if init not in ("auto", "teacher", "random"):
         raise DistillError(f"init={init!r}: choose auto, teacher or random")
-    if teacher.kwargs.get("structure", "free") != "free":
-        raise DistillError(f"the teacher is a structured Hermite closure (structure={teacher.kwargs['structure']!r}): its "
+    if teacher.structure != "free":
+        raise DistillError(f"the teacher is a structured Hermite closure (structure={teacher.structure!r}): its "
                            "sigma_hat, q_hat, m and most of k are exact algebra, and its only networks are the small "
                            "top-moment nets, so there is nothing to distill")
     t0 = time.perf_counter()

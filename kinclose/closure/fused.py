@@ -162,13 +162,14 @@ class FusedHermiteEnsemble:
             z = np.zeros_like(m) if variance else None
             return m, k, z, (None if z is None else z.copy())
         r = (self.net((W[None] - self.w_mean) / self.w_std) - self.offset) * self.r_std  # (K, n, 2)
-        out = [self.algebra.frame(W, r[i], delta, tau) for i in range(self.K)]
+        C = self.algebra.shift_matrix(delta, tau)  # the same frames for every member
+        out = [self.algebra.frame(W, r[i], delta, tau, C=C) for i in range(self.K)]
         m, k = np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
         return m.mean(0), k.mean(0), (m.var(0) if variance else None), (k.var(0) if variance else None)
 
 
 def fused_ensemble(ensemble: Any, dtype: str = "float32") -> FusedEnsemble | FusedHermiteEnsemble:
     """The fused inference path of ``ensemble`` (free or structured)."""
-    if getattr(ensemble, "structure", "free") != "free":
+    if ensemble.structure != "free":
         return FusedHermiteEnsemble(ensemble, dtype)
     return FusedEnsemble(ensemble, dtype)

@@ -141,16 +141,17 @@ class HermiteAlgebra:
         ph1 = 2.0 * W[:, self.h_cols[1]]  # P_h[1] = 2 (W_(1,1) + P_g[1]), P_g[1] = 0
         return xp.stack([sig, 0.5 * (pg3 + ph1)], 1)
 
-    def frame(self, W: Any, r: Any, delta: Any, tau: Any, xp: Any = np) -> tuple[Any, Any]:
-        """m, k (n, M) in the frames (δ, τ) (n,) of shapes with moments W (n, M) and top moments r (n, 2)."""
+    def frame(self, W: Any, r: Any, delta: Any, tau: Any, xp: Any = np, C: Any = None) -> tuple[Any, Any]:
+        """m, k (n, M) in the frames (δ, τ) (n,) of shapes with moments W (n, M) and top moments r (n, 2);
+        ``C`` = :meth:`shift_matrix` (δ, τ) when the caller already has it (several r for the same frames)."""
         nm = self.nmax
         Pg, Ph = self.moments(W, r, xp)
-        C = self.shift_matrix(delta, tau, xp)
+        if C is None:
+            C = self.shift_matrix(delta, tau, xp)
         jv = self._const(xp, self.jvec, W)
 
         def flux_moments(P: Any) -> Any:  # ∫ ξ He_j = P[j + 1] + j P[j − 1], j = 0 … nm
-            prev = xp.cat([P[:, :1] * 0, P[:, :nm]], 1) if xp is not np else np.concatenate([P[:, :1] * 0, P[:, :nm]], 1)
-            return P[:, 1:nm + 2] + jv * prev
+            return P[:, 1:nm + 2] + jv * xp.concatenate([P[:, :1] * 0, P[:, :nm]], 1)
 
         mv = lambda A, x: (A @ x[:, :, None])[:, :, 0]  # noqa: E731  (n, a, b) @ (n, b) → (n, a)
         t2 = (tau * tau)[:, None]

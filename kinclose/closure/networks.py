@@ -224,7 +224,6 @@ class Ensemble(nn.Module):
         if structure != "free":
             self.kwargs["structure"] = structure
             self.kwargs["terms"] = [[int(n), int(l)] for n, l in (terms or [])]
-        self.structure = structure
         self.M, self.K = int(M), int(K)
         members = []
         for i in range(self.K):
@@ -234,6 +233,11 @@ class Ensemble(nn.Module):
                 members.append(ClosureMember(M, hidden, activation, anchor, exact_stress_heat, skip, structure, terms))
         self.members = nn.ModuleList(members)
         self.register_buffer("w_eq", torch.zeros(self.M, dtype=DTYPE))
+
+    @property
+    def structure(self) -> str:
+        """"free", "hermite" or "grad" (stored in ``kwargs`` only when not free)."""
+        return str(self.kwargs.get("structure", "free"))
 
     @torch.no_grad()
     def set_statistics(self, stats: dict[str, Any]) -> None:
