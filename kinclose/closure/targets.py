@@ -18,6 +18,15 @@ with δ = (u − u*)/√T*, τ = √(T/T*): since (v1 − u*)/√T* = τξ + δ 
 exactly what ``shape_quadrature`` computes on the stored velocity grid, up to interpolation onto
 the ξ grid and truncation at ±ξ_max. m(W; 0, 1) = W.
 
+``quadrature="velocity"`` computes the same quantities by quadrature on each shard's stored velocity
+grid instead (``kinclose.reduced.closure.shape_quadrature``: a, b evaluated at (v − u*)/√T* on the
+stored nodes): W, σ̂ and q̂ are then the moments of the stored distribution itself, with no
+interpolation and no truncation at ±ξ_max. That matters where a cell's shape reaches beyond the ξ
+grid: a cold cell that hot particles stream into (ε ≳ 0.1), whose q̂ the ξ grid can miss by more
+than 100 %. The learned weights a, b are then evaluated beyond ±ξ_max as well (their MLP is defined
+everywhere); W is what the weights give on the full distribution, which is the moment the reduced
+solver transports.
+
 Frames are sampled per sample: the first is always (δ, τ) = (0, 1); the others have δ uniform in
 [−δ_max, δ_max] and ln τ uniform in [ln τ_min, ln τ_max]. Since the targets are recomputed from the
 shapes, the data can be augmented with any number of frames.
@@ -232,18 +241,63 @@ def encode(encoder: Any, G: NDArray, H: NDArray, batch_size: int = 4096) -> NDAr
     return torch.cat(out).numpy() if out else np.zeros((0, int(encoder.M)))
 
 
+def velocity_targets(raw: list, weights: WeightFunctions, delta: NDArray, tau: NDArray,
+                     batch_size: int = 256) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """W (N, M), (σ̂, q̂) (N, 2), m and k (N, F, M) by quadrature on the stored velocity grids.
+
+    ``raw``: per shard (v (nv,), dv, g (n_s, nv), h (n_s, nv)), N = Σ n_s cells in that order;
+    frames δ, τ (N, F) as in :func:`frame_targets`, i.e. T* = T/τ², u* = u − δ √T*. Frame (0, 1) gives
+    m = W bitwise.
+    """
+    from kinclose.reduced.closure import shape_quadrature
+
+    N, F = delta.shape
+    M = weights.M
+    W, sh = np.empty((N, M)), np.empty((N, 2))
+    m, k = np.empty((N, F, M)), np.empty((N, F, M))
+    i = 0
+    for v, dv, g, h in raw:
+        for j in range(0, g.shape[0], batch_size):
+            gb, hb = g[j:j + batch_size], h[j:j + batch_size]
+            s = slice(i, i + gb.shape[0])
+            own = shape_quadrature(gb, hb, v, dv, weights.a_np, weights.b_np)
+            W[s], sh[s] = own["m"], np.stack([own["sigma_hat"], own["q_hat"]], -1)
+            for f in range(F):
+                T_star = own["T"] / tau[s, f] ** 2
+                u_star = own["u"] - delta[s, f] * np.sqrt(T_star)
+                q = shape_quadrature(gb, hb, v, dv, weights.a_np, weights.b_np, u_star, T_star)
+                m[s, f], k[s, f] = q["m"], q["k"]
+            i += gb.shape[0]
+    if i != N:
+        raise ValueError(f"the stored distributions hold {i} cells, the frames {N}")
+    return W, sh, m, k
+
+
+QUADRATURES = ("xi", "velocity")
+
+
 def build_targets(data: Any, encoder: Any, sampling: FrameSampling, rng: np.random.Generator,
-                  batch_size: int = 256) -> ClosureTargets:
+                  batch_size: int = 256, quadrature: str = "xi") -> ClosureTargets:
     """Targets of every sample of ``data`` (a ``kinclose.moments.train.ShapeData``) with ``encoder``.
 
-    W is the encoder's own output on the shapes (what the reduced solver is fed); frame 0 of each
-    sample is (0, 1), where m equals W (checked by the caller via :func:`identity_defect`).
+    quadrature "xi": on the shapes of the encoder's ξ grid, W the encoder's own output; "velocity":
+    on the stored velocity grids (``data.raw``, :func:`velocity_targets`). Frame 0 of each sample is
+    (0, 1), where m equals W (checked by the caller via :func:`identity_defect`).
     """
-    grid = encoder.grid
-    W = encode(encoder, data.G, data.H)
-    sh = stress_heat_targets(data.G, data.H, grid)
+    if quadrature not in QUADRATURES:
+        raise ValueError(f"unknown closure-target quadrature {quadrature!r}; choose one of {QUADRATURES}")
     delta, tau = sample_frames(len(data), sampling, rng)
-    m, k = frame_targets(data.G, data.H, grid, encoder_weight_functions(encoder), delta, tau, batch_size)
+    weights = encoder_weight_functions(encoder)
+    if quadrature == "velocity":
+        if sum(r[2].shape[0] for r in data.raw) != len(data):
+            raise ValueError("quadrature='velocity' needs the stored distributions of every cell: load the dataset "
+                             "with load_dataset(..., keep_raw=True)")
+        W, sh, m, k = velocity_targets(data.raw, weights, delta, tau, batch_size)
+    else:
+        grid = encoder.grid
+        W = encode(encoder, data.G, data.H)
+        sh = stress_heat_targets(data.G, data.H, grid)
+        m, k = frame_targets(data.G, data.H, grid, weights, delta, tau, batch_size)
     return ClosureTargets(W, sh, delta, tau, m, k, np.asarray(data.kn, dtype=float), np.asarray(data.shard),
                           np.asarray(data.rho, dtype=float), np.asarray(data.u, dtype=float),
                           np.asarray(data.T, dtype=float))

@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from kinclose import __version__
 from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_checkpoint
-from kinclose.closure.targets import ClosureTargets, FrameSampling, build_targets, identity_defect
+from kinclose.closure.targets import QUADRATURES, ClosureTargets, FrameSampling, build_targets, identity_defect
 from kinclose.conf import reject_unknown_keys
 from kinclose.data.schema import sha256_file
 from kinclose.io import atomic_savefig, atomic_write_json
@@ -537,14 +537,17 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     moments, mmeta = load_checkpoint(ckpt)
     moments_hash = file_sha256(ckpt)
     grid: XiGrid = moments.grid
+    quadrature = str(st.get("quadrature", "xi"))
+    if quadrature not in QUADRATURES:
+        raise ValueError(f"unknown stage.quadrature={quadrature!r}; choose one of {QUADRATURES}")
     data = load_dataset(cfg.data.root, grid, str(st.interpolation), cfg.data.get("max_samples_per_shard"), seed,
-                        bool(cfg.data.get("verify_checksums", True)))
+                        bool(cfg.data.get("verify_checksums", True)), keep_raw=quadrature == "velocity")
     if mmeta.get("dataset_hash") != data.info["dataset_hash"]:
         log.warning("the moments checkpoint was trained on dataset %s, the closure is trained on %s",
                     mmeta.get("dataset_hash"), data.info["dataset_hash"])
     sampling = _sampling(st)
     rng = np.random.default_rng(seed + 104729)
-    targets = build_targets(data, moments.encoder, sampling, rng)
+    targets = build_targets(data, moments.encoder, sampling, rng, quadrature=quadrature)
     id_defect = identity_defect(targets)
     itr, iva, how = split(data, float(cfg.data.val_fraction), seed, str(cfg.data.get("split", "auto")))
     tr, va = targets.subset(itr), targets.subset(iva)
@@ -592,7 +595,8 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "device": device, "seed": seed, "package_version": __version__, "data": data.info,
         "moments_checkpoint": str(ckpt), "moments_checkpoint_sha256": moments_hash,
         "moments_dataset_hash": mmeta.get("dataset_hash"),
-        "n_train": len(tr), "n_val": len(va), "split": how, "frames": dataclasses.asdict(sampling),
+        "n_train": len(tr), "n_val": len(va), "split": how, "quadrature": quadrature,
+        "frames": dataclasses.asdict(sampling),
         "identity_defect": id_defect, "W_eq": w_eq.tolist(), "W_range": rng_W,
         "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum, "linear_response": linear,
         "first_val_loss": [h["val_loss"][0] for h in hists], "best_val_loss": [h["best_val_loss"] for h in hists],
@@ -606,7 +610,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
         "moments_dataset_hash": mmeta.get("dataset_hash"), "W_range": rng_W,
         "frames": {"n_frames": sampling.n_frames, "delta_max": sampling.delta_max, "tau_min": sampling.tau_min,
                    "tau_max": sampling.tau_max},
-        "xi_max": float(st.xi_max),
+        "xi_max": float(st.xi_max), "quadrature": quadrature,
         "extra": {"val_sigma_hat_rel_rmse": err_va["all"]["sigma_hat"]["rel_rmse"],
                   "val_q_hat_rel_rmse": err_va["all"]["q_hat"]["rel_rmse"],
                   "hyperbolicity": dataclasses.asdict(hyp), "characteristic_speeds": spectrum,

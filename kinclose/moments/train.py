@@ -70,6 +70,8 @@ class ShapeData:
     G, H : (N, n_xi) shapes ĝ, ĥ; eta : (N,) η̂ of the shape on the ξ grid; rho, u, T : (N,);
     kn : (N,) Knudsen number of the sample's shard; shard : (N,) shard index in the manifest;
     eta_full : (N,) reduced entropy η of the full f on its stored grid.
+    raw : per shard, in manifest order, (v (nv,), dv, g (n_s, nv), h (n_s, nv)) as stored, for the cells
+    kept (only with ``load_dataset(..., keep_raw=True)``; ``subset`` drops it).
     """
 
     G: NDArray
@@ -82,6 +84,7 @@ class ShapeData:
     shard: NDArray
     eta_full: NDArray
     info: dict = field(default_factory=dict)
+    raw: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.G.shape[0])
@@ -139,8 +142,10 @@ def load_dataset(
     max_samples_per_shard: int | None = None,
     seed: int = 0,
     verify_checksums: bool = True,
+    keep_raw: bool = False,
 ) -> ShapeData:
-    """Read every shard of the manifest, normalize each cell to its shape on ``grid``.
+    """Read every shard of the manifest, normalize each cell to its shape on ``grid``; with ``keep_raw``
+    also keep the stored distributions of the cells (``ShapeData.raw``).
 
     Stops with :class:`DatasetError` (schema, checksum, layout) or :class:`VelocityCoverageError`
     (counts of uncovered cells over the whole dataset and the fix) before any training.
@@ -149,6 +154,7 @@ def load_dataset(
     man, dhash = read_manifest(root)
     rng = np.random.default_rng(seed)
     parts: list[tuple] = []
+    raw: list[tuple] = []
     bad_total, n_total, bad_shards, n_nonpos, min_rel = 0, 0, [], 0, math.inf
     xi_cov = math.inf
     v_lo, v_hi = math.inf, -math.inf
@@ -186,6 +192,8 @@ def load_dataset(
             bad_shards.append(f"{entry['file']} ({rep['n_bad']}/{rep['n_cells']})")
         parts.append((G, H, shape_entropy(G, H, grid), rho, u, T, np.full(rho.size, kn), np.full(rho.size, si),
                       full_entropy(g, h, dv)))
+        if keep_raw:
+            raw.append((v, dv, g, h))
     if bad_total:
         raise VelocityCoverageError(
             f"dataset {root}: {bad_total} of {n_total} cells (in {len(bad_shards)} shards: "
@@ -199,7 +207,7 @@ def load_dataset(
         log.warning("dataset %s: %d stored g/h values are <= 0 (most negative %.2e of its cell's maximum); "
                     "they are floored in the shapes", root, n_nonpos, min_rel)
     cat = [np.concatenate(p) for p in zip(*parts)]
-    data = ShapeData(*cat)
+    data = ShapeData(*cat, raw=raw)
     defect = shape_moments(data.G, data.H, grid) - np.array([1.0, 0.0, 3.0])
     eta_consistency = np.abs(entropy_from_shape(data.eta, data.rho, data.T) - data.eta_full) / data.rho
     data.info = {

@@ -246,6 +246,23 @@ def test_hermite_moments_go_through_the_same_pipeline(tmp_path: Path, dataset: P
     np.testing.assert_allclose(cl.stress_heat(np.zeros((1, 3)), None), 0.0, rtol=0, atol=1e-15)  # anchored
 
 
+def test_velocity_quadrature_targets_through_the_stage(trained, tmp_path: Path, dataset: Path) -> None:
+    """stage.quadrature=velocity: targets from the stored distributions (frame (0, 1) reproduces W bitwise),
+    recorded in the metrics and the checkpoint; a bad name is refused before the dataset is read."""
+    from kinclose.closure.train import load_closure_checkpoint, train_closure
+
+    out, _ = trained
+    base = ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}", *CLOSURE_ARGS,
+            "stage.epochs=4"]
+    m = train_closure(compose("train", [*base, "stage.quadrature=velocity"]), tmp_path / "vel")
+    assert m["quadrature"] == "velocity" and m["identity_defect"] == 0.0
+    assert np.isfinite(m["best_val_loss"]).all()
+    _, meta = load_closure_checkpoint(tmp_path / "vel" / "closure.pt")
+    assert meta["quadrature"] == "velocity"
+    with pytest.raises(ValueError, match="stage.quadrature='trapezoid'"):
+        train_closure(compose("train", [*base, "stage.quadrature=trapezoid"]), tmp_path / "bad")
+
+
 @pytest.mark.skipif(EXE is None, reason="kinclose-train console script is not installed")
 def test_cli_trains_moments_then_closure(tmp_path: Path, dataset: Path) -> None:
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", TQDM_DISABLE="1")

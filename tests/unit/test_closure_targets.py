@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from kinclose.closure.targets import (  # noqa: E402
     FrameSampling,
+    build_targets,
     encode,
     encoder_weight_functions,
     frame_targets,
@@ -25,6 +26,7 @@ from kinclose.closure.targets import (  # noqa: E402
 )
 from kinclose.moments.decoders import MomentAutoencoder  # noqa: E402
 from kinclose.moments.shape import to_shape  # noqa: E402
+from kinclose.moments.train import ShapeData  # noqa: E402
 from kinclose.reduced.closure import shape_quadrature  # noqa: E402
 
 
@@ -130,3 +132,81 @@ def test_frame_sampling_ranges_and_identity_column() -> None:
     assert np.abs(d[:, 1:]).max() > 0.35 and t[:, 1:].min() < 0.82 and t[:, 1:].max() > 1.2
     with pytest.raises(ValueError, match="tau_min <= 1 <= tau_max"):
         FrameSampling(4, 0.5, 1.1, 1.4)
+
+
+def _shape_data(cells: list[tuple], grid) -> ShapeData:
+    """ShapeData of cells given as (g (n, nv), h, v, dv) groups ("shards", each its own velocity grid),
+    with the stored distributions kept as ``load_dataset(..., keep_raw=True)`` keeps them."""
+    parts = [to_shape(g, h, v, dv, grid, check=False) for g, h, v, dv in cells]
+    G, H, rho, u, T = (np.concatenate(p) for p in zip(*parts))
+    n = rho.size
+    shard = np.concatenate([np.full(c[0].shape[0], i) for i, c in enumerate(cells)])
+    return ShapeData(G, H, np.zeros(n), rho, u, T, np.ones(n), shard, np.zeros(n),
+                     raw=[(v, dv, g, h) for g, h, v, dv in cells])
+
+
+def _mixture(v: np.ndarray, comps: list[tuple]) -> tuple:
+    """g, h (1, nv) of a mixture of Maxwellians (ρ_i, u_i, T_i) and its exact σ̂, q̂:
+    σ = Σ ρ_i [(u_i − u)² + T_i] − ρT, q = ½ Σ ρ_i c_i (c_i² + 5 T_i), c_i = u_i − u."""
+    g = sum(r / np.sqrt(2 * np.pi * T) * np.exp(-(v - u) ** 2 / (2 * T)) for r, u, T in comps)
+    h = sum(2 * T * r / np.sqrt(2 * np.pi * T) * np.exp(-(v - u) ** 2 / (2 * T)) for r, u, T in comps)
+    rho = sum(r for r, _, _ in comps)
+    u = sum(r * ui for r, ui, _ in comps) / rho
+    T = sum(r * ((ui - u) ** 2 + 3 * Ti) for r, ui, Ti in comps) / (3 * rho)
+    sig = sum(r * ((ui - u) ** 2 + Ti) for r, ui, Ti in comps) / (rho * T) - 1
+    q = 0.5 * sum(r * (ui - u) * ((ui - u) ** 2 + 5 * Ti) for r, ui, Ti in comps) / (rho * T ** 1.5)
+    return g[None], h[None], sig, q
+
+
+def test_velocity_quadrature_keeps_the_tail_that_the_xi_grid_truncates() -> None:
+    """A cold cell with 2 % hot particles streaming in (the ε ≳ 0.1 case): on its ξ grid (ξ_max = 6)
+    the hot particles sit at ξ ≈ 6.8 ± 4.6, so the ξ-grid targets miss q̂ = 10.3 by a factor ~17 and
+    get the sign of σ̂ wrong; the velocity-grid targets are the exact moments."""
+    v = np.linspace(-14.0, 16.0, 751)
+    dv = float(v[1] - v[0])
+    g, h, sig, q = _mixture(v, [(1.0, 0.0, 0.05), (0.02, 3.0, 4.0)])
+    model = MomentAutoencoder(encoder="hermite", M=3, xi_max=6.0, n_xi=96, hermite_basis="graded")
+    data = _shape_data([(g, h, v, dv)], model.grid)
+    t_xi = build_targets(data, model.encoder, FrameSampling(), np.random.default_rng(0), quadrature="xi")
+    t_v = build_targets(data, model.encoder, FrameSampling(), np.random.default_rng(0), quadrature="velocity")
+    np.testing.assert_allclose(t_v.sh[0], [sig, q], rtol=1e-8)
+    assert sig > 0.5 and q > 10.0
+    assert t_xi.sh[0, 0] < 0 and t_xi.sh[0, 1] < 0.1 * q  # what the truncated shape gives
+    # W_0 (graded Hermite: a = He_2/√2 − c, c the encoder's constant offset) is exact too:
+    # ∫ a ĝ = σ̂/√2 − c with a(0) = −1/√2 − c
+    a0 = float(encoder_weight_functions(model.encoder).a_np(np.zeros(1))[0, 0])
+    assert t_v.W[0, 0] == pytest.approx(sig / np.sqrt(2) + 1 / np.sqrt(2) + a0, rel=1e-8)
+    assert abs(t_xi.W[0, 0] - t_v.W[0, 0]) > 0.5
+
+
+@pytest.mark.parametrize("encoder", ["learned", "hermite"])
+def test_velocity_quadrature_targets(encoder: str, tmp_path: Path) -> None:
+    """On resolved DVM data the velocity-grid targets equal the ξ-grid ones to interpolation accuracy,
+    frame (0, 1) reproduces W bitwise, shards with different velocity grids stay in order, and the same
+    rng gives the same frames in both."""
+    model = _model(encoder)
+    cells = [_dvm_cells(96, tmp_path), _dvm_cells(64, tmp_path)]
+    data = _shape_data(cells, model.grid)
+    sampling = FrameSampling(4, 0.5, 0.7, 1.4)
+    t_xi = build_targets(data, model.encoder, sampling, np.random.default_rng(5), quadrature="xi")
+    t_v = build_targets(data, model.encoder, sampling, np.random.default_rng(5), quadrature="velocity")
+    np.testing.assert_array_equal(t_v.delta, t_xi.delta)
+    np.testing.assert_array_equal(t_v.m[:, 0], t_v.W)
+    for a, b in ((t_v.W, t_xi.W), (t_v.sh, t_xi.sh), (t_v.m, t_xi.m), (t_v.k, t_xi.k)):
+        assert np.abs(a - b).max() < 2e-3 * np.abs(a).max()
+    # the second shard's cells are its own: its first cell's σ̂ is that of its own stored f
+    g, h, v, dv = cells[1]
+    n0 = cells[0][0].shape[0]
+    wf = encoder_weight_functions(model.encoder)
+    ex = shape_quadrature(g[:1], h[:1], v, dv, wf.a_np, wf.b_np)
+    assert t_v.sh[n0, 0] == ex["sigma_hat"][0] and t_v.sh[n0, 1] == ex["q_hat"][0]
+
+
+def test_velocity_quadrature_needs_the_stored_distributions(tmp_path: Path) -> None:
+    model = _model("hermite")
+    data = _shape_data([_dvm_cells(48, tmp_path)], model.grid)
+    data.raw = []
+    with pytest.raises(ValueError, match="keep_raw=True"):
+        build_targets(data, model.encoder, FrameSampling(), np.random.default_rng(0), quadrature="velocity")
+    with pytest.raises(ValueError, match="unknown closure-target quadrature 'simpson'"):
+        build_targets(data, model.encoder, FrameSampling(), np.random.default_rng(0), quadrature="simpson")
