@@ -35,6 +35,8 @@ class ShockProfile:
     states: ShockStates
     model: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    distribution: tuple | None = field(default=None, repr=False)
+    """Kinetic models only: (v (nv,), dv, g (nx, nv), h (nx, nv)), the steady Chu-reduced distributions."""
 
     def fluxes(self) -> NDArray[np.float64]:
         """(nx, 3) mass, momentum and energy fluxes."""

@@ -125,7 +125,9 @@ def steady_shock(
         "updates_per_s": total_updates / wall,
         "cell_steps": cell_steps,
     }
-    return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics)
+    g, h = solver.interior
+    return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics,
+                        distribution=(solver.v.copy(), float(solver.dv), g.copy(), h.copy()))
 
 
 def march_steady(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,
