@@ -18,7 +18,11 @@ from pathlib import Path
 import torch
 
 from kinclose.closure.networks import Ensemble
-from kinclose.closure.train import file_sha256, load_closure_checkpoint, save_closure_checkpoint
+from kinclose.closure.train import (
+    file_sha256,
+    load_closure_checkpoint,
+    save_closure_checkpoint,
+)
 
 MUST_MATCH = ("M", "hidden", "activation", "anchor", "exact_stress_heat", "skip", "structure", "terms")
 
