@@ -263,6 +263,9 @@ def velocity_targets(raw: list, weights: WeightFunctions, delta: NDArray, tau: N
             own = shape_quadrature(gb, hb, v, dv, weights.a_np, weights.b_np)
             W[s], sh[s] = own["m"], np.stack([own["sigma_hat"], own["q_hat"]], -1)
             for f in range(F):
+                if not (delta[s, f].any() or (tau[s, f] != 1).any()):  # identity frame: the quadrature above
+                    m[s, f], k[s, f] = own["m"], own["k"]
+                    continue
                 T_star = own["T"] / tau[s, f] ** 2
                 u_star = own["u"] - delta[s, f] * np.sqrt(T_star)
                 q = shape_quadrature(gb, hb, v, dv, weights.a_np, weights.b_np, u_star, T_star)
