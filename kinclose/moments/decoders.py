@@ -181,6 +181,8 @@ class MomentAutoencoder(nn.Module):
     hermite_basis : "orders" or "graded" (``shape.hermite_terms``; ignored for the learned encoder).
     tau_min : lower bound of the decoded parallel temperature ∫ ξ² ĝ dξ.
     stress_heat_moments : learned encoder only: W_0, W_1 fixed to 1 + σ/(ρT) and q/(ρT^{3/2}).
+    flux_moments : learned encoder with stress_heat_moments only: also W_2 = ∫ ξ³ ĝ and
+        W_3 = ½ ∫ (ξ⁴ ĝ + ξ² ĥ) fixed, the fluxes of W_0 and W_1 (``encoders.LearnedEncoder``).
     """
 
     def __init__(
@@ -194,6 +196,7 @@ class MomentAutoencoder(nn.Module):
         hermite_basis: str = "orders",
         tau_min: float = 0.02,
         stress_heat_moments: bool = False,
+        flux_moments: bool = False,
     ) -> None:
         super().__init__()
         if encoder not in ENCODERS:
@@ -204,11 +207,14 @@ class MomentAutoencoder(nn.Module):
             "hermite_basis": str(hermite_basis), "tau_min": float(tau_min),
             "stress_heat_moments": bool(stress_heat_moments),
         }
+        if flux_moments:  # only when set: checkpoints without it keep their kwargs
+            self.kwargs["flux_moments"] = True
         self.grid = XiGrid(float(xi_max), int(n_xi))
         self.M = int(M)
         self.encoder: ShapeEncoder
         if encoder == "learned":
-            self.encoder = LearnedEncoder(self.grid, self.M, encoder_hidden, bool(stress_heat_moments))
+            self.encoder = LearnedEncoder(self.grid, self.M, encoder_hidden, bool(stress_heat_moments),
+                                          bool(flux_moments))
         else:
             self.encoder = HermiteEncoder(self.grid, self.M, hermite_basis)
         self.decoder = ShapeDecoder(self.grid, self.M, decoder_hidden, tau_min)

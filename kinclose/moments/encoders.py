@@ -69,28 +69,37 @@ class LearnedEncoder(ShapeEncoder):
 
     With ``stress_heat=True`` the first two moments are fixed to the physical ones, a = (ξ², ξ³/2),
     b = (0, ξ/2): W_0 = 1 + σ/(ρT), W_1 = q/(ρT^{3/2}), so the flux of U is exact in W and only the
-    remaining M − 2 weights are learned.
+    remaining M − 2 weights are learned. ``flux_moments=True`` (with ``stress_heat``) also fixes their
+    fluxes' missing parts, a = (ξ³, ξ⁴/2), b = (0, ξ²/2): W_2 = ∫ ξ³ ĝ dξ (so the flux of W_0, ∫ ξ³ ĝ,
+    is W_2) and W_3 = ½ ∫ (ξ⁴ ĝ + ξ² ĥ) dξ (the flux of W_1, the contracted fourth moment); the
+    remaining M − 4 weights are learned (M = 4: none, a fixed polynomial set).
     """
 
-    def __init__(self, grid: XiGrid, M: int, hidden: Sequence[int] = (32, 32), stress_heat: bool = False) -> None:
+    def __init__(self, grid: XiGrid, M: int, hidden: Sequence[int] = (32, 32), stress_heat: bool = False,
+                 flux_moments: bool = False) -> None:
         super().__init__(grid, M)
         self.hidden = [int(w) for w in hidden]
-        self.n_fixed = 2 if stress_heat else 0
-        if self.M <= self.n_fixed:
-            raise ValueError(f"stress_heat moments need M >= 3 (2 fixed + learned), got M={self.M}")
+        if flux_moments and not stress_heat:
+            raise ValueError("flux_moments fixes the fluxes of the stress and heat-flux moments: it needs "
+                             "stress_heat_moments=true")
+        self.n_fixed = 4 if flux_moments else 2 if stress_heat else 0
+        if self.M < self.n_fixed or (self.n_fixed == 2 and self.M == 2):
+            raise ValueError(f"stress_heat moments need M >= 3 (2 fixed + learned) and flux_moments M >= 4 "
+                             f"(4 fixed + learned), got M={self.M}")
         # one network with 2(M − n_fixed) outputs = (a, b); input scaled to [-1, 1]
-        self.net = mlp(1, self.hidden, 2 * (self.M - self.n_fixed))
+        self.net = mlp(1, self.hidden, 2 * (self.M - self.n_fixed)) if self.M > self.n_fixed else None
 
     def weights_at(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) at arbitrary points x (...), each (..., M)."""
+        x1 = x[..., None]
+        zero = torch.zeros_like(x1)
+        fixed_a = [x1**2, 0.5 * x1**3, x1**3, 0.5 * x1**4][: self.n_fixed]
+        fixed_b = [zero, 0.5 * x1, zero, 0.5 * x1**2][: self.n_fixed]
+        if self.net is None:
+            return torch.cat(fixed_a, dim=-1), torch.cat(fixed_b, dim=-1)
         ml = self.M - self.n_fixed
         out = self.net((x / self.grid.xi_max)[..., None])
-        a, b = out[..., :ml], out[..., ml:]
-        if self.n_fixed:
-            x1 = x[..., None]
-            a = torch.cat([x1**2, 0.5 * x1**3, a], dim=-1)
-            b = torch.cat([torch.zeros_like(x1), 0.5 * x1, b], dim=-1)
-        return a, b
+        return torch.cat([*fixed_a, out[..., :ml]], dim=-1), torch.cat([*fixed_b, out[..., ml:]], dim=-1)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.weights_at(self.xi)

@@ -525,6 +525,7 @@ def build_from_cfg(stage: Any):
         encoder_hidden=list(stage.encoder_hidden), decoder_hidden=list(stage.decoder_hidden),
         hermite_basis=str(stage.hermite_basis), tau_min=float(stage.tau_min),
         stress_heat_moments=bool(stage.get("stress_heat_moments", False)),
+        flux_moments=bool(stage.get("flux_moments", False)),
     )
 
 

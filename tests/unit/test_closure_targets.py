@@ -50,7 +50,12 @@ def _dvm_cells(nv: int, tmp: Path) -> tuple:
 
 
 def _model(encoder: str) -> MomentAutoencoder:
+    """learned (M = 3), hermite (graded, M = 3) or flux (learned encoder with the stress, heat flux and their
+    fluxes fixed and nothing learned, M = 4)."""
     torch.manual_seed(3)
+    if encoder == "flux":
+        return MomentAutoencoder(encoder="learned", M=4, xi_max=8.0, n_xi=128, decoder_hidden=(16,),
+                                 stress_heat_moments=True, flux_moments=True)
     return MomentAutoencoder(encoder=encoder, M=3, xi_max=8.0, n_xi=128, encoder_hidden=(16, 16),
                              decoder_hidden=(16,), hermite_basis="graded")
 
@@ -77,7 +82,7 @@ def _max_errors(nv: int, encoder: str, tmp: Path) -> np.ndarray:
     return err
 
 
-@pytest.mark.parametrize("encoder", ["learned", "hermite"])
+@pytest.mark.parametrize("encoder", ["learned", "hermite", "flux"])
 def test_targets_match_exact_quadrature_to_interpolation_accuracy(encoder: str, tmp_path: Path) -> None:
     e48 = _max_errors(48, encoder, tmp_path)
     e96 = _max_errors(96, encoder, tmp_path)
@@ -89,7 +94,7 @@ def test_targets_match_exact_quadrature_to_interpolation_accuracy(encoder: str, 
     assert np.all(e96 < 2e-4), e96
 
 
-@pytest.mark.parametrize("encoder", ["learned", "hermite"])
+@pytest.mark.parametrize("encoder", ["learned", "hermite", "flux"])
 def test_identity_frame_reproduces_the_encoder(encoder: str, tmp_path: Path) -> None:
     g, h, v, dv = _dvm_cells(48, tmp_path)
     model = _model(encoder)

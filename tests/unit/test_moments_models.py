@@ -168,6 +168,36 @@ def test_training_reduces_the_loss(tiny_dataset):
     np.testing.assert_allclose(ev2["loss"].mean(), min(h2["val_loss"]), rtol=1e-10, atol=0)
 
 
+def test_flux_moments_are_the_fluxes_of_stress_and_heat(tmp_path, cells):
+    """flux_moments: W = (1 + σ̂, q̂, ∫ξ³ĝ, ½∫(ξ⁴ĝ + ξ²ĥ), learned …) by an independent quadrature; the
+    Maxwellian gives (1, 0, 0, 5/2); M = 4 has no encoder network and survives a checkpoint round trip."""
+    g, h, vg = cells
+    for M in (4, 5):
+        m = _model("learned", M=M, stress_heat_moments=True, flux_moments=True)
+        G, H, *_ = to_shape(g, h, vg.v, vg.dv, m.grid)
+        xi, dxi = m.grid.xi, m.grid.dxi
+        ref = np.stack([(xi**2 * G).sum(1) * dxi, 0.5 * (xi**3 * G + xi * H).sum(1) * dxi, (xi**3 * G).sum(1) * dxi,
+                        0.5 * (xi**4 * G + xi**2 * H).sum(1) * dxi], 1)
+        W = m.encode(_t(G), _t(H)).detach().numpy()
+        assert W.shape == (G.shape[0], M)
+        np.testing.assert_allclose(W[:, :4], ref, rtol=1e-12, atol=1e-12)
+        assert np.abs(ref[:, 2:] - [0.0, 2.5]).max() > 1e-2  # really away from equilibrium
+        np.testing.assert_allclose(m.w_eq().detach().numpy()[:4], [1.0, 0.0, 0.0, 2.5], rtol=0, atol=1e-9)
+        n_enc = sum(p.numel() for p in m.encoder.parameters())
+        assert (n_enc == 0) == (M == 4)
+    m4 = _model("learned", M=4, stress_heat_moments=True, flux_moments=True)
+    path = save_checkpoint(tmp_path / "fm.pt", m4, dataset_hash="x")
+    m4b, meta = load_checkpoint(path)
+    assert meta["kwargs"]["flux_moments"] is True
+    with torch.no_grad():
+        assert torch.equal(m4b(_t(G), _t(H))["G"], m4(_t(G), _t(H))["G"])
+    assert "flux_moments" not in _model("learned", M=4, stress_heat_moments=True).kwargs  # old kwargs unchanged
+    with pytest.raises(ValueError, match="stress_heat_moments=true"):
+        _model("learned", M=4, flux_moments=True)
+    with pytest.raises(ValueError, match="M >= 4"):
+        _model("learned", M=3, stress_heat_moments=True, flux_moments=True)
+
+
 @pytest.mark.parametrize("kind, basis", MODELS)
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, cells, kind, basis):
     m = _model(kind, basis, M=3)
