@@ -64,6 +64,16 @@ class ShapeEncoder(nn.Module):
         return self.forward(self.g_eq[None], self.h_eq[None])[0]
 
 
+FIXED_WEIGHTS = (
+    (lambda x: x**2, torch.zeros_like),              # W_0 = 1 + σ̂
+    (lambda x: 0.5 * x**3, lambda x: 0.5 * x),       # W_1 = q̂
+    (lambda x: x**3, torch.zeros_like),              # W_2 = ∫ ξ³ ĝ, the flux of W_0
+    (lambda x: 0.5 * x**4, lambda x: 0.5 * x**2),    # W_3 = ½ ∫ (ξ⁴ ĝ + ξ² ĥ), the flux of W_1
+)
+"""(a(ξ), b(ξ)) of the fixed moments of :class:`LearnedEncoder`, in order; the first 2 (stress_heat) or 4
+(flux_moments) are used, so only those are evaluated."""
+
+
 class LearnedEncoder(ShapeEncoder):
     """W = ∫ [a(ξ) ĝ + b(ξ) ĥ] dξ with a, b MLPs of ξ (outputs M each).
 
@@ -92,14 +102,15 @@ class LearnedEncoder(ShapeEncoder):
     def weights_at(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, b) at arbitrary points x (...), each (..., M)."""
         x1 = x[..., None]
-        zero = torch.zeros_like(x1)
-        fixed_a = [x1**2, 0.5 * x1**3, x1**3, 0.5 * x1**4][: self.n_fixed]
-        fixed_b = [zero, 0.5 * x1, zero, 0.5 * x1**2][: self.n_fixed]
-        if self.net is None:
-            return torch.cat(fixed_a, dim=-1), torch.cat(fixed_b, dim=-1)
-        ml = self.M - self.n_fixed
-        out = self.net((x / self.grid.xi_max)[..., None])
-        return torch.cat([*fixed_a, out[..., :ml]], dim=-1), torch.cat([*fixed_b, out[..., ml:]], dim=-1)
+        fixed = FIXED_WEIGHTS[: self.n_fixed]
+        a = [fa(x1) for fa, _ in fixed]
+        b = [fb(x1) for _, fb in fixed]
+        if self.net is not None:
+            ml = self.M - self.n_fixed
+            out = self.net((x / self.grid.xi_max)[..., None])
+            a.append(out[..., :ml])
+            b.append(out[..., ml:])
+        return torch.cat(a, dim=-1), torch.cat(b, dim=-1)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.weights_at(self.xi)
