@@ -17,6 +17,7 @@ shock and sweep runs. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinc
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import hydra
@@ -132,9 +133,10 @@ def markdown(res: dict[str, Any]) -> str:
                 lines.append(f"| {n} | " + " | ".join(f"{v:.2f}" for key in ("entropy_ratio", "sound_ratio",
                                                                               "phase_speed_ratio") for v in x[key]) + " |")
     lines += ["", f"## Mach {res['mach']} shock (BGK, ω = 0.5): relative L2 errors against the DVM", "",
-              "| closure | 1/δ_ρ | " + " | ".join(FIELDS) + " | steady |", "|---|" + "---|" * (len(FIELDS) + 2)]
+              "| closure | 1/δ_ρ | " + " | ".join(FIELDS) + " | steady | largest \\|λ − u\\|/√T |",
+              "|---|" + "---|" * (len(FIELDS) + 3)]
     ref = res["shock_dvm_inv_density_thickness"]
-    lines.append(f"| dvm | {ref:.4f} | " + " | ".join("—" for _ in FIELDS) + " | yes |")
+    lines.append(f"| dvm | {ref:.4f} | " + " | ".join("—" for _ in FIELDS) + " | yes | — |")
     for n in names:
         s = res["closures"][n]["shock"]
         if "error" in s:
@@ -142,7 +144,7 @@ def markdown(res: dict[str, Any]) -> str:
             continue
         lines.append(f"| {n} | {s['inv_density_thickness']:.4f} | "
                      + " | ".join(f"{s['errors'][f + '_L2']:.2%}" for f in FIELDS)
-                     + f" | {'yes' if s['converged'] else 'no'} |")
+                     + f" | {'yes' if s['converged'] else 'no'} | {s.get('max_characteristic_speed', math.nan):.2f} |")
     for nx in sorted(res["sweeps"], key=int):  # grid order (the JSON's keys are sorted as strings)
         table = res["sweeps"][nx]
         kns = table["kns"]

@@ -22,6 +22,7 @@ STAGES: dict[str, str] = {
     "closure": "kinclose.closure.train:train_closure",
     "source": "kinclose.closure.source:train_source",
     "distill": "kinclose.closure.distill:train_distill",
+    "rollout": "kinclose.closure.rollout:train_rollout",
 }
 
 

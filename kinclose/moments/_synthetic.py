@@ -88,7 +88,8 @@ def write_shard(path: Path, task_id: int, kn: float, rng: np.random.Generator, n
 
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema_version": SCHEMA_VERSION, "kn": kn, "omega": omega, "collision": "bgk",
-                            "mu_ref": mu_ref, "seed": seed, "package_version": __version__, "ic_kind": kind})
+                            "mu_ref": mu_ref, "seed": seed, "package_version": __version__, "ic_kind": kind,
+                            "bc": "periodic", "x_left": 0.0, "x_right": 1.0, "task_id": task_id, "noneq": False})
             f["x"] = s.x
             f["v"] = v
             f["v"].attrs["dv"] = grid.dv
