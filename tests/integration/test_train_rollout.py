@@ -78,12 +78,17 @@ def test_loss_terms_are_the_sweep_errors(rng) -> None:
     np.testing.assert_allclose(t, [e[f] for f in R.FIELDS], rtol=1e-12)
 
 
-def test_a_gradient_step_lowers_the_rollout_loss(bgk_dataset: Path) -> None:
+@pytest.fixture
+def problems(bgk_dataset: Path):
+    """(shipped ensemble, trajectories of the tiny dataset on 8 cells, torch solver, initial U (B, 8, 3))."""
     ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small"))
     tj = R.load_trajectories(bgk_dataset, 8)
     sh, fr = R.ensemble_mean_functions(ens)
-    solver = TorchReducedSolver(sh, fr, ens.w_eq, 5.0, tj.dx, tj.omega)
-    U0 = torch.tensor(tj.U0)
+    return ens, tj, TorchReducedSolver(sh, fr, ens.w_eq, 5.0, tj.dx, tj.omega), torch.tensor(tj.U0)
+
+
+def test_a_gradient_step_lowers_the_rollout_loss(problems) -> None:
+    ens, tj, solver, U0 = problems
     W0 = ens.w_eq.expand(len(tj), 8, -1).clone()
     F = torch.tensor(tj.fields)
     mu = torch.tensor(tj.mu_ref)
@@ -104,12 +109,8 @@ def test_a_gradient_step_lowers_the_rollout_loss(bgk_dataset: Path) -> None:
     assert after < 0.995 * float(before)  # 0.83 % measured (beyond ~3 % the loss is far from linear)
 
 
-def test_a_broken_problem_is_masked_and_leaves_the_others_alone(bgk_dataset: Path) -> None:
-    ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small"))
-    tj = R.load_trajectories(bgk_dataset, 8)
-    sh, fr = R.ensemble_mean_functions(ens)
-    solver = TorchReducedSolver(sh, fr, ens.w_eq, 5.0, tj.dx, tj.omega)
-    U0 = torch.tensor(tj.U0)
+def test_a_broken_problem_is_masked_and_leaves_the_others_alone(problems) -> None:
+    ens, tj, solver, U0 = problems
     U0[1, 3, 2] = -1.0  # negative energy: T < 0 in one cell
     W0 = ens.w_eq.expand(len(tj), 8, -1).clone()
     mu = torch.tensor(tj.mu_ref)
