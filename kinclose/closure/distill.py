@@ -53,7 +53,7 @@ from kinclose import __version__
 from kinclose.closure.targets import FrameSampling, sample_frames
 from kinclose.closure.train import (CHECKPOINT_NAME, ClosureCheckpointError, Hyperbolicity, characteristic_speeds,
                                     file_sha256, fit_member, load_closure_checkpoint, plot_learning_curves,
-                                    save_closure_checkpoint)
+                                    save_closure_checkpoint, start_checkpoint_stage)
 from kinclose.conf import reject_unknown_keys
 from kinclose.io import atomic_write_json
 
@@ -488,22 +488,12 @@ def train_distill(cfg: Any, run_dir: str | Path | None = None) -> dict:
     Writes ``closure.pt`` (a normal closure checkpoint, K = 1, teacher metadata plus ``distilled_from``
     and ``distillation``), ``metrics.json`` and ``learning_curve.png``; returns the metrics.
     """
-    import torch
     from omegaconf import OmegaConf
 
     from kinclose.pretrained import resolve
 
     st = cfg.stage
-    run_dir = Path(run_dir if run_dir is not None else cfg.get("run_dir", "outputs/train/distill"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec = cfg.get("closure_ckpt")
-    if not spec:
-        raise ClosureCheckpointError("stage=distill needs the teacher: add closure_ckpt=PATH/closure.pt (written by "
-                                     "`kinclose-train stage=closure`) or closure_ckpt=pretrained:<name>")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    if str(cfg.device) not in ("auto", "cpu"):
-        log.warning("stage=distill trains on the CPU (device=%s ignored)", cfg.device)
+    run_dir, spec = start_checkpoint_stage(cfg, run_dir, "the teacher")
     teacher_path = resolve(str(spec))
     teacher, meta = load_closure_checkpoint(teacher_path)
     teacher_sha = file_sha256(teacher_path)

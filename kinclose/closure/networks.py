@@ -272,13 +272,16 @@ class Ensemble(nn.Module):
         return m.mean(0), k.mean(0), m.var(0, unbiased=False), k.var(0, unbiased=False)
 
     def mean_stress_heat(self, W: torch.Tensor) -> torch.Tensor:
-        """Ensemble-mean (σ̂, q̂) (n, 2): the closed system's ``stress_heat`` (``closure.hyperbolicity``)."""
-        return self.stress_heat(W)[0]
+        """Ensemble-mean (σ̂, q̂) (n, 2): the closed system's ``stress_heat`` (``closure.hyperbolicity``);
+        no variance is computed."""
+        return self.stress_heat_all(W).mean(0)
 
     def mean_frame(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ensemble-mean m, k (n, M) each: the closed system's ``frame`` (``closure.hyperbolicity``)."""
-        return self.frame(W, delta, tau)[:2]
+        """Ensemble-mean m, k (n, M) each: the closed system's ``frame`` (``closure.hyperbolicity``); no variance
+        is computed."""
+        m, k = self.frame_all(W, delta, tau)
+        return m.mean(0), k.mean(0)
 
     def forward(self, W: torch.Tensor, delta: torch.Tensor, tau: torch.Tensor) -> dict[str, torch.Tensor]:
         sh_m, sh_v = self.stress_heat(W)

@@ -42,13 +42,13 @@ from numpy.typing import NDArray
 from kinclose import __version__
 from kinclose.closure.train import (
     CHECKPOINT_NAME,
-    ClosureCheckpointError,
     Hyperbolicity,
     file_sha256,
     fit_early_stopping,
     load_closure_checkpoint,
     plot_learning_curves,
     save_closure_checkpoint,
+    start_checkpoint_stage,
 )
 from kinclose.io import atomic_write_json
 
@@ -132,19 +132,6 @@ def load_trajectories(root: str | Path, nx: int, kn_range: tuple[float, float] =
                         np.asarray(ids))
 
 
-def ensemble_mean_functions(ens: Any) -> tuple[Any, Any]:
-    """(stress_heat, frame) torch functions of the ensemble mean, without the variance the ``Ensemble``
-    methods also compute."""
-    def stress_heat(W: Any) -> Any:
-        return ens.stress_heat_all(W).mean(0)
-
-    def frame(W: Any, delta: Any, tau: Any) -> tuple[Any, Any]:
-        m, k = ens.frame_all(W, delta, tau)
-        return m.mean(0), k.mean(0)
-
-    return stress_heat, frame
-
-
 def rollout(solver: Any, U0: Any, W0: Any, times: NDArray, mu_ref: Any, cfl: float = 0.5,
             checkpoint: bool = True, max_steps: int = 100_000) -> tuple[list[Any], Any, Any]:
     """Advance every problem of the batch to each time of ``times`` with its own stable step (Δt =
@@ -201,16 +188,7 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     from kinclose.reduced.differentiable import TorchReducedSolver
 
     st = cfg.stage
-    run_dir = Path(run_dir if run_dir is not None else cfg.get("run_dir", "outputs/train/rollout"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    spec = cfg.get("closure_ckpt")
-    if not spec:
-        raise ClosureCheckpointError("stage=rollout needs the closure to fine-tune: add closure_ckpt=PATH/closure.pt "
-                                     "(written by `kinclose-train stage=closure`) or closure_ckpt=pretrained:<name>")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    if str(cfg.device) not in ("auto", "cpu"):
-        log.warning("stage=rollout trains on the CPU (device=%s ignored)", cfg.device)
+    run_dir, spec = start_checkpoint_stage(cfg, run_dir, "the closure to fine-tune")
     t_start = time.perf_counter()
     src_path = resolve(str(spec))
     ens, meta = load_closure_checkpoint(src_path)
@@ -228,9 +206,8 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     tr, va = traj.subset(np.sort(perm[n_val:])), traj.subset(np.sort(perm[:n_val]))
     log.info("rollout trajectories: %d train, %d validation, %d cells, snapshots %s, eps in [%.3g, %.3g]",
              len(tr), len(va), int(st.nx), np.round(traj.times, 4).tolist(), traj.kn.min(), traj.kn.max())
-    sh_fn, fr_fn = ensemble_mean_functions(ens)
-    solver = TorchReducedSolver(sh_fn, fr_fn, ens.w_eq, xi_max, traj.dx, traj.omega, flux=str(st.flux),
-                                limiter=str(st.limiter))
+    solver = TorchReducedSolver(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, xi_max, traj.dx, traj.omega,
+                                flux=str(st.flux), limiter=str(st.limiter))
     fw = torch.tensor([float(st.field_weights[f]) for f in FIELDS], dtype=dtype)
     hyp = Hyperbolicity.from_dict(OmegaConf.to_container(st.hyperbolicity, resolve=True))
     cfl = float(st.cfl)
@@ -265,6 +242,8 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
             loss = loss + hyp.weight * sum(member_penalty(m, Wp, hyp.s_max) for m in ens.members) / ens.K
         return loss
 
+    val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"]
+
     def evaluate(tj: Trajectories) -> tuple[float, dict[str, float]]:
         """Mean loss over ``tj`` and the sweep errors (relative L2, mean over problems) at the final time."""
         losses, finals, n_bad = [], [], 0
@@ -277,24 +256,21 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
                 finals.append(terms[ok][:, -1].sqrt())
         loss = torch.cat(losses)
         fin = torch.cat(finals).mean(0)
-        extras = {f"val_{f}": float(v) for f, v in zip(FIELDS, fin)}
-        extras["val_failed"] = float(n_bad)
+        extras = dict(zip(val_keys, [*(float(v) for v in fin), float(n_bad)]))
         return float(loss.mean()) if loss.numel() else math.inf, extras
 
-    before = evaluate(va)
-    log.info("before fine-tuning: validation loss %.4e, final-time errors %s", before[0],
-             {k: round(v, 4) for k, v in before[1].items()})
     hist = fit_early_stopping(ens, len(tr), batch_loss, lambda: evaluate(va), epochs=int(st.epochs),
                               batch_size=int(st.batch_size), lr=float(st.lr), patience=int(st.patience), seed=seed,
                               lr_final_factor=float(st.lr_final_factor), progress=None, log_every_s=0.0,
                               name="rollout")
     ens = ens.to(torch.float64).eval()
     best = int(hist["best_epoch"])
+    before = {"loss": hist["val_loss"][0], **{k: hist[k][0] for k in val_keys}}  # epoch 0: the source closure
     report = {"source": str(spec), "source_sha256": file_sha256(src_path), "dataset": str(cfg.data.root),
               "n_train": len(tr), "n_val": len(va), "nx": int(st.nx), "times": traj.times.tolist(),
               "kn": [float(traj.kn.min()), float(traj.kn.max())], "xi_max": xi_max, "flux": str(st.flux),
-              "dtype": str(st.dtype), "val_before": {"loss": before[0], **before[1]},
-              "val_best": {"loss": hist["best_val_loss"], **{k: hist[k][best] for k in before[1]}}, "best_epoch": best,
+              "dtype": str(st.dtype), "val_before": before,
+              "val_best": {"loss": hist["best_val_loss"], **{k: hist[k][best] for k in val_keys}}, "best_epoch": best,
               "failed_train_rollouts": failed["train"], "wall_s": time.perf_counter() - t_start}
     new_meta = dict(meta)
     new_meta["xi_max"] = xi_max
@@ -305,6 +281,6 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     atomic_write_json(run_dir / "metrics.json", metrics)
     plot_learning_curves([hist], run_dir / "learning_curve.png", f"rollout fine-tuning of {spec}",
                          ylabel="rollout loss (dashed: train, solid: validation)")
-    log.info("rollout fine-tuning: validation loss %.4e -> %.4e (epoch %d) -> %s", before[0], hist["best_val_loss"],
+    log.info("rollout fine-tuning: validation loss %.4e -> %.4e (epoch %d) -> %s", before["loss"], hist["best_val_loss"],
              hist["best_epoch"], run_dir / CHECKPOINT_NAME)
     return metrics

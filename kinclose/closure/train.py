@@ -441,6 +441,27 @@ def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
                                     stage="kinclose-train stage=closure", map_location=map_location)
 
 
+def start_checkpoint_stage(cfg: Any, run_dir: str | Path | None, needs: str) -> tuple[Path, str]:
+    """Common start of the CPU stages that read a closure checkpoint ``cfg.closure_ckpt`` (distill, rollout):
+    the run folder (``run_dir``, else ``cfg.run_dir``, else outputs/train/<stage>; created), the checkpoint
+    spec (a clear error naming what the stage ``needs`` when it is missing), torch's CPU threads
+    (``cfg.threads``) and a warning when another device is asked for."""
+    import torch
+
+    name = str(cfg.stage.name)
+    run_dir = Path(run_dir if run_dir is not None else cfg.get("run_dir", f"outputs/train/{name}"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = cfg.get("closure_ckpt")
+    if not spec:
+        raise ClosureCheckpointError(f"stage={name} needs {needs}: add closure_ckpt=PATH/closure.pt (written by "
+                                     "`kinclose-train stage=closure`) or closure_ckpt=pretrained:<name>")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    if str(cfg.device) not in ("auto", "cpu"):
+        log.warning("stage=%s trains on the CPU (device=%s ignored)", name, cfg.device)
+    return run_dir, str(spec)
+
+
 # ====================================================================== plots
 def plot_learning_curves(hists: list[dict], path: Path, title: str = "",
                          ylabel: str = "standardized loss (dashed: train, solid: validation)") -> None:

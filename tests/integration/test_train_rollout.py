@@ -83,7 +83,7 @@ def problems(bgk_dataset: Path):
     """(shipped ensemble, trajectories of the tiny dataset on 8 cells, torch solver, initial U (B, 8, 3))."""
     ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small"))
     tj = R.load_trajectories(bgk_dataset, 8)
-    sh, fr = R.ensemble_mean_functions(ens)
+    sh, fr = ens.mean_stress_heat, ens.mean_frame
     return ens, tj, TorchReducedSolver(sh, fr, ens.w_eq, 5.0, tj.dx, tj.omega), torch.tensor(tj.U0)
 
 

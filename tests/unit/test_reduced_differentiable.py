@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kinclose.closure.learned import LearnedClosure  # noqa: E402
-from kinclose.closure.rollout import ensemble_mean_functions, rollout  # noqa: E402
+from kinclose.closure.rollout import rollout  # noqa: E402
 from kinclose.macro._kernels import hllc_faces  # noqa: E402
 from kinclose.physics import GAMMA, conservative, mu_ref_for_knudsen  # noqa: E402
 from kinclose.pretrained import resolve  # noqa: E402
@@ -41,7 +41,7 @@ def test_torch_step_equals_numpy_solver(closure, flux, kn) -> None:
         s = ReducedSolver(-0.5, 0.5, nx, closure, mus[b], flux=flux)
         s.set_state(*_states(nx, b))
         sols.append(s)
-    sh, fr = ensemble_mean_functions(closure.ensemble)
+    sh, fr = closure.ensemble.mean_stress_heat, closure.ensemble.mean_frame
     ts = TorchReducedSolver(sh, fr, closure.ensemble.w_eq, 5.0, 1.0 / nx, flux=flux)
     U = torch.tensor(np.stack([s.U for s in sols]))
     W = torch.tensor(np.stack([s.W for s in sols]))
@@ -64,7 +64,7 @@ def test_torch_step_equals_numpy_solver(closure, flux, kn) -> None:
 
 
 def test_zero_step_is_identity_and_valid_flags_bad_cells(closure) -> None:
-    sh, fr = ensemble_mean_functions(closure.ensemble)
+    sh, fr = closure.ensemble.mean_stress_heat, closure.ensemble.mean_frame
     ts = TorchReducedSolver(sh, fr, closure.ensemble.w_eq, 5.0, 1.0 / 16)
     U = torch.tensor(conservative(*_states(16, 0)))[None]
     W = closure.ensemble.w_eq.expand(1, 16, -1) + 0.01
@@ -89,7 +89,7 @@ def test_hllc_equals_numba_kernel(rng) -> None:
 
 def test_gradient_through_checkpointed_rollout_equals_finite_differences(closure) -> None:
     ens = closure.ensemble
-    sh, fr = ensemble_mean_functions(ens)
+    sh, fr = ens.mean_stress_heat, ens.mean_frame
     nx = 12
     ts = TorchReducedSolver(sh, fr, ens.w_eq, 5.0, 1.0 / nx)
     U0 = torch.tensor(np.stack([conservative(*_states(nx, b)) for b in range(2)]))
