@@ -435,6 +435,9 @@ class BoltzmannDVMSolver:
     threads : numba threads (None: leave as is).
     """
 
+    n_max = N_MAX
+    """Largest accepted N (the torch subclass on a GPU allows more)."""
+
     def __init__(
         self,
         x_left: float,
@@ -464,9 +467,9 @@ class BoltzmannDVMSolver:
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if nx < 4:
             raise ValueError(f"nx must be >= 4, got {nx}")
-        if not (isinstance(n, (int, np.integer)) and 4 <= n <= N_MAX and n % 2 == 0):
+        if not (isinstance(n, (int, np.integer)) and 4 <= n <= self.n_max and n % 2 == 0):
             raise ValueError(
-                f"n (velocity points per direction) must be an even integer in [4, {N_MAX}], got {n!r}; "
+                f"n (velocity points per direction) must be an even integer in [4, {self.n_max}], got {n!r}; "
                 f"the Boltzmann DVM stores n³ velocities per cell, use n = 16…32"
             )
         if not (mu_ref > 0.0):
@@ -512,7 +515,17 @@ class BoltzmannDVMSolver:
         self.j0 = int(np.searchsorted(self.v1, 0.0, side="right"))
         self.t = 0.0
         self.steps = 0
-        nv = self.nv
+        self.collision_wall_s = 0.0
+        self.transport_wall_s = 0.0
+        self._allocate()
+        if not self.periodic:
+            if left is None or right is None:
+                raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
+            self.set_reservoirs(left, right)
+
+    def _allocate(self) -> None:
+        """Preallocate f (padded), the stage arrays and the reservoir rows."""
+        nx, nv = self.nx, self.nv
         self.f = K.empty_padded(nx, nv)
         self._f2 = K.empty_padded(nx, nv)
         self._fn = K.empty_padded(nx, nv)
@@ -521,19 +534,13 @@ class BoltzmannDVMSolver:
         self._M1 = np.zeros((nx, nv))
         self._M2 = np.zeros((nx, nv))
         self._M3 = np.zeros((nx, nv))
-        self._QM = np.zeros((nx, nv)) if equilibrium_preserving else np.zeros((0, nv))
+        self._QM = np.zeros((nx, nv)) if self.equilibrium_preserving else np.zeros((0, nv))
         self._beta = np.zeros(nx)
         self._work = np.zeros((nx, 2, nv))
         self._flag = np.zeros(nx, dtype=np.int64)
         self._corr = np.zeros(nx)
         self._left = np.zeros(nv)
         self._right = np.zeros(nv)
-        self.collision_wall_s = 0.0
-        self.transport_wall_s = 0.0
-        if not self.periodic:
-            if left is None or right is None:
-                raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
-            self.set_reservoirs(left, right)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -599,14 +606,14 @@ class BoltzmannDVMSolver:
         """Reservoir (ghost-cell) Maxwellians for ``bc="reservoir"``; each (ρ, u, T)."""
         for name, st in (("left", left), ("right", right)):
             self.check_covers(st[0], st[1], st[2], where=f"{name} reservoir")
-        self._left[:] = self.maxwellians(left[0], left[1], left[2])[0]
-        self._right[:] = self.maxwellians(right[0], right[1], right[2])[0]
+        self._left = self._to_storage(self.maxwellians(left[0], left[1], left[2])[0])
+        self._right = self._to_storage(self.maxwellians(right[0], right[1], right[2])[0])
 
     def set_maxwellian(self, rho: NDArray, u: NDArray, T: NDArray) -> None:
         """Initialise with the local conservative discrete Maxwellian of (ρ, u, T), each (nx,)."""
         rho, u, T = (np.ascontiguousarray(np.broadcast_to(a, (self.nx,)), dtype=np.float64) for a in (rho, u, T))
         self.check_covers(rho, u, T, where="initial data")
-        self.f[NGHOST:-NGHOST] = self.maxwellians(rho, u, T)
+        self.interior[:] = self._to_storage(self.maxwellians(rho, u, T))
 
     def set_distribution(self, f: ArrayLike) -> None:
         """Initialise with an arbitrary distribution f (nx, N, N, N) or (nx, N³), f ≥ 0, finite."""
@@ -617,7 +624,11 @@ class BoltzmannDVMSolver:
             raise ValueError("f must be finite")
         if np.any(a < 0):
             raise ValueError("f must be non-negative")
-        self.f[NGHOST:-NGHOST] = a.reshape(self.nx, self.nv)
+        self.interior[:] = self._to_storage(a.reshape(self.nx, self.nv))
+
+    def _to_storage(self, a: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Host rows (m, N³) as the solver stores f (here: a C-contiguous float64 array)."""
+        return np.ascontiguousarray(a, dtype=np.float64)
 
     # ------------------------------------------------------------------ stepping
     def _collide(self, f_rows: NDArray, M: NDArray | None, out: NDArray, beta: NDArray | None) -> None:
@@ -727,6 +738,17 @@ class BoltzmannDVMSolver:
         sq = (v1[:, None, None] ** 2 + v2[None, :, None] ** 2 + v3[None, None, :] ** 2).reshape(-1)
         return np.array([f.sum(), (f * self.v1).sum(), 0.5 * (f * sq).sum()]) * self.dv * self.dx
 
+    def shift_cells(self, shift: int) -> None:
+        """Move the interior profile by ``shift`` cells towards x = 0, refilling with the reservoirs."""
+        inner = self.f[NGHOST:-NGHOST]
+        if shift > 0:
+            inner[:-shift] = inner[shift:].copy()
+            inner[-shift:] = self._right
+        else:
+            k = -shift
+            inner[k:] = inner[:-k].copy()
+            inner[:k] = self._left
+
     @property
     def interior(self) -> NDArray[np.float64]:
         """View (nx, N³) of f without ghost cells (v1 slowest index)."""
@@ -803,9 +825,12 @@ def steady_shock_boltzmann(
     check_every: int = 25,
     n_dirs: int = 25,
     equilibrium_preserving: bool = True,
-    initial: str = "bgk",
+    initial: Any = "bgk",
     threads: int | None = None,
     progress: bool | None = None,
+    device: str | None = None,
+    collision_dtype: str = "float64",
+    max_wall_s: float = math.inf,
 ):
     """Steady Boltzmann (VHS) shock by pinned time marching; x in λ1, profile not yet centred.
 
@@ -816,10 +841,16 @@ def steady_shock_boltzmann(
 
     The initial profile is, with ``initial="bgk"``, the local Maxwellian of the converged BGK DVM
     shock on the same x grid (cheap; it removes most of the transient, the steady state does not
-    depend on it), or a tanh step with ``initial="tanh"``.
+    depend on it), a tanh step with ``initial="tanh"``, or the local Maxwellian of a given profile
+    (any object with arrays ``x``, ``rho``, ``u``, ``T``, e.g. a coarser Boltzmann
+    :class:`~kinclose.shockprofile.ShockProfile`; centred, it is interpolated onto the grid).
 
     Resolution rule: the 1e-8 Maxwellian-correction check needs Δv ≲ 0.8 √T1 upstream and the box
-    must cover u ± 6.5 √T of both states. Measured (loaded 2-core machine): Mach 1.5, N = 20
+    must cover u ± 6.5 √T of both states. ``device`` (e.g. ``"cuda"``) runs the torch solver
+    :class:`~kinclose.kinetic.boltzmann_torch.TorchBoltzmannDVMSolver` (N up to 96) with the FFT work
+    in ``collision_dtype``; ``max_wall_s`` bounds the marching time (split evenly over the levels, the
+    time a level leaves unused goes to the next; ``metrics["converged"]`` says whether tol was met).
+    Measured (loaded 2-core machine): Mach 1.5, N = 20
     (L = 7.9), nx = 40 (Δx = λ1/2, [−12, 8]), tol 2e-4: 450 steps, 129 s, λ1/δ = 0.152 (BGK at the
     same Δx: 0.190). Mach 5.5 (not run): L ≈ 23 ⇒ N ≈ 58–64; Q ≈ 66 ms per cell at N = 48 ⇒ ≈ 165 ms
     at N = 64; with Δx = λ1/2 on [−30, 10] (nx = 80), Δt = 0.9 Δx / 25 and t ≈ 50 to steady
@@ -836,13 +867,24 @@ def steady_shock_boltzmann(
         raise ValueError(f"dx must be > 0, got {dx}")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    if not (isinstance(nv, (int, np.integer)) and nv <= N_MAX):
+    n_max = N_MAX if device is None else _torch_solver().n_max
+    if not (isinstance(nv, (int, np.integer)) and nv <= n_max):
         raise ValueError(
-            f"collision='boltzmann' uses nv = N points per velocity direction (N³ nodes per cell); got nv={nv}. "
+            f"collision='boltzmann' uses nv = N points per velocity direction (N³ nodes per cell, at most {n_max}"
+            f"{'' if device else ' on the CPU'}); got nv={nv}. "
             f"Use e.g. model.nv=16 (Mach <= 2) with model.dx=0.25 model.levels=1 model.tol=1e-4"
         )
-    if initial not in ("bgk", "tanh"):
-        raise ValueError(f"initial must be 'bgk' or 'tanh', got {initial!r}")
+    if collision_dtype not in ("float64", "float32"):
+        raise ValueError(f"collision_dtype must be 'float64' or 'float32', got {collision_dtype!r}")
+    extra: dict[str, Any] = {}
+    cls = BoltzmannDVMSolver
+    if device is not None:
+        import torch
+
+        cls = _torch_solver()
+        extra = {"device": device, "collision_dtype": getattr(torch, collision_dtype)}
+    if isinstance(initial, str) and initial not in ("bgk", "tanh"):
+        raise ValueError(f"initial must be 'bgk', 'tanh' or a profile with x, rho, u, T; got {initial!r}")
     s = states
     L, c1 = box_for_states([s.u1, s.u2], [s.T1, s.T2 * T_margin], v_width)
     mu_ref = 1.0 / mfp_coefficient(omega)  # λ1 = 1 for ρ1 = T1 = 1
@@ -857,11 +899,13 @@ def steady_shock_boltzmann(
     coll_wall = 0.0
     for level in range(levels):
         nx = nx_coarse * 2**level
-        new = BoltzmannDVMSolver(x_min, x_max, nx, int(nv), L, c1, mu_ref, omega, "reservoir", cfl, limiter,
-                                 left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), n_dirs=n_dirs,
-                                 equilibrium_preserving=equilibrium_preserving, threads=threads)
+        new = cls(x_min, x_max, nx, int(nv), L, c1, mu_ref, omega, "reservoir", cfl, limiter,
+                  left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), n_dirs=n_dirs,
+                  equilibrium_preserving=equilibrium_preserving, threads=threads, **extra)
         if solver is None:
-            if initial == "bgk":
+            if not isinstance(initial, str):
+                new.set_maxwellian(*(np.interp(new.x, initial.x, getattr(initial, k)) for k in ("rho", "u", "T")))
+            elif initial == "bgk":
                 tb = time.perf_counter()
                 bgk = steady_shock(s, collision="bgk", omega=omega, x_min=x_min, x_max=x_max,
                                    dx=(x_max - x_min) / nx, nv=64, levels=1, tol=10.0 * tol, progress=False,
@@ -873,11 +917,12 @@ def steady_shock_boltzmann(
                 new.set_maxwellian(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w,
                                    s.T1 + (s.T2 - s.T1) * w)
         else:
-            new.interior[:] = prolong(solver.interior)
+            new.interior[:] = new._to_storage(prolong(solver.distribution().reshape(solver.nx, solver.nv)))
         solver = new
         last = level == levels - 1
+        budget = (max_wall_s - (time.perf_counter() - t0)) / (levels - level)
         residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every, progress,
-                                         shift_cells=_shift_cells)
+                                               shift_cells=_shift_cells, max_wall_s=budget)
         level_steps.append(solver.steps)
         total_updates += solver.steps * nx * solver.nv
         cell_steps += solver.steps * nx
@@ -901,7 +946,7 @@ def steady_shock_boltzmann(
         "cfl": cfl,
         "limiter": limiter,
         "levels": levels,
-        "initial": initial,
+        "initial": initial if isinstance(initial, str) else "profile",
         "steps": solver.steps,
         "steps_per_level": level_steps,
         "t_final": solver.t,
@@ -913,6 +958,9 @@ def steady_shock_boltzmann(
         "solve_wall_s": wall,
         "bgk_initial_wall_s": bgk_wall,
         "collision_wall_s": coll_wall,
+        "device": "cpu (numba)" if device is None else str(device),
+        "collision_dtype": collision_dtype,
+        "max_wall_s": max_wall_s,
         "updates_per_s": total_updates / wall,
         "cell_steps": cell_steps,
     }
@@ -920,14 +968,11 @@ def steady_shock_boltzmann(
 
 
 def _shift_cells(solver: BoltzmannDVMSolver, shift: int) -> None:
-    """Move the interior profile by ``shift`` cells towards x = 0, refilling with the reservoirs."""
-    inner = solver.f[NGHOST:-NGHOST]
-    if shift > 0:
-        inner[:-shift] = inner[shift:].copy()
-        inner[-shift:] = solver._right
-    else:
-        k = -shift
-        inner[k:] = inner[:-k].copy()
-        inner[:k] = solver._left
+    solver.shift_cells(shift)
 
 
+def _torch_solver() -> type[BoltzmannDVMSolver]:
+    """The torch solver class, imported lazily (torch stays out of the numerical core)."""
+    from kinclose.kinetic.boltzmann_torch import TorchBoltzmannDVMSolver
+
+    return TorchBoltzmannDVMSolver

@@ -49,12 +49,14 @@ def steady_shock(
     check_every: int = 50,
     threads: int | None = None,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> ShockProfile:
     """March the DVM to a steady shock; returns the profile with x in λ1 (not yet centred).
 
     Grid sequencing: the profile is first converged on grids ``2**(levels-1)`` … 2 times coarser
     than ``dx`` (to ``10 tol``), each result prolonged (piecewise-linear, conservative) onto the next
-    grid, so the finest grid only removes the small remaining transients.
+    grid, so the finest grid only removes the small remaining transients. ``device`` (e.g.
+    ``"cuda"``) runs ``collision="boltzmann"`` on the torch solver; BGK and Shakhov run on the CPU.
     """
     if collision == "boltzmann":  # full Boltzmann operator on an nv³ velocity grid (issue 9 part B)
         from kinclose.kinetic.boltzmann_dvm import steady_shock_boltzmann
@@ -62,7 +64,10 @@ def steady_shock(
         return steady_shock_boltzmann(states, omega=omega, x_min=x_min, x_max=x_max, dx=dx, nv=nv,
                                       v_width=v_width, T_margin=T_margin, cfl=cfl, limiter=limiter, tol=tol,
                                       levels=levels, max_steps=max_steps, check_every=check_every,
-                                      threads=threads, progress=progress)
+                                      threads=threads, progress=progress, device=device)
+    if device is not None:
+        raise ValueError(f"device={device!r} applies to collision='boltzmann' only; the {collision} DVM runs on "
+                         "the CPU (leave model.device=null)")
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     if not (dx > 0.0):
@@ -131,13 +136,15 @@ def steady_shock(
 
 
 def march_steady(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,
-           progress: bool | None, shift_cells: Callable[[Any, int], None] | None = None) -> tuple[float, float, int]:
+           progress: bool | None, shift_cells: Callable[[Any, int], None] | None = None,
+           max_wall_s: float = math.inf) -> tuple[float, float, int]:
     """Time-march until the drift-corrected residual is below ``tol``; returns (residual, drift, shifts).
 
     ``solver`` needs ``step``, ``fields_array``, ``x``, ``dx``, ``dt_max``, ``nx``, ``steps``, ``t``;
     ``dt_max`` is a number (fixed step) or a method (re-evaluated every step, e.g. the reduced model's
     state-dependent wave speed). ``shift_cells(solver, n)`` re-centres it by whole cells (default: the
-    BGK (g, h) layout).
+    BGK (g, h) layout). Marching also stops after ``max_wall_s`` seconds (checked every
+    ``check_every`` steps); the caller reads ``residual > tol`` as not converged.
     """
     from tqdm.auto import tqdm
 
@@ -151,8 +158,9 @@ def march_steady(solver: Any, s: ShockStates, tol: float, max_steps: int, check_
     x0_prev = midpoint(x, (rho_prev - s.rho1) / (s.rho2 - s.rho1))
     bar = tqdm(total=max_steps, disable=None if progress is None else not progress,
                desc=f"shock nx={solver.nx}", leave=False)
+    t_start = time.perf_counter()
     try:
-        while solver.steps < max_steps:
+        while solver.steps < max_steps and time.perf_counter() - t_start < max_wall_s:
             elapsed = 0.0
             for _ in range(check_every):
                 dt = dt_of()

@@ -1,0 +1,42 @@
+"""scripts/boltzmann_shock.py regenerates the Mach 5.5 Boltzmann table and figure from the saved
+profiles (``reuse_profiles=true``, the path that needs no GPU), and refuses to reuse missing ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "boltzmann_shock.py"
+SAVED = ROOT / "results" / "boltzmann_shock"
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "reuse_profiles=true", f"out_dir={tmp_path}",
+                           f"hydra.run.dir={tmp_path / 'h'}", *args], capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_table_and_figure_from_saved_profiles(tmp_path: Path) -> None:
+    shutil.copytree(SAVED, tmp_path / "boltzmann_shock")
+    run = _run(tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads((tmp_path / "boltzmann_shock_M5.5.json").read_text())
+    assert (tmp_path / "boltzmann_shock_M5.5.png").stat().st_size > 10_000
+    saved = json.loads((SAVED / "dx0.25.json").read_text())
+    fine = res["rows"]["Boltzmann, dx=0.25"]
+    assert fine["inv_density_thickness"] == saved["inv_density_thickness"] and fine["converged"]
+    assert res["device"] == "cuda" and res["finest_dx"] == 0.25
+    # hard spheres: the Boltzmann shock is thicker than BGK's and NSF's at the same Mach number
+    for name in ("BGK, dx=0.25", "BGK, converged", "NSF, Pr = 2/3"):
+        assert res["rows"][name]["inv_density_thickness"] > 1.2 * fine["inv_density_thickness"]
+        assert res["differences"][name]["q_L2"] > 0.1
+    assert "| Boltzmann, dx=0.5 |" in (tmp_path / "boltzmann_shock_M5.5.md").read_text()
+
+
+def test_missing_profiles_are_refused(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    assert run.returncode != 0
+    assert "reuse_profiles=true but" in run.stderr and "run with a GPU first" in run.stderr
