@@ -282,9 +282,10 @@ def markdown(result: dict) -> str:
     if closures:
         shipped = all(str(c).startswith("pretrained:") for c in closures.values())
         which = ", ".join(f"{n}: `{c}`" for n, c in closures.items())
-        lines += [("The learned closures were never trained on shock data: the shipped closures "
-                   "(pretrained:mlc_small, pretrained:hermmlc_small) were trained on random waves, jumps and "
-                   f"mixtures (the small labeled dataset). Closures used: {which}.") if shipped else
+        lines += [("The learned closures were never trained on shock data: the shipped closures were trained "
+                   "on random waves, jumps and mixtures (the small labeled dataset; pretrained:mlc_small_rollout "
+                   "is pretrained:mlc_small fine-tuned through the solver on DVM trajectories of random initial "
+                   f"data). Closures used: {which}.") if shipped else
                   (f"Closures used: {which}. The shipped pretrained closures were trained on random waves, jumps "
                    "and mixtures only, never on shock data."), ""]
     lines += ["## Inverse density thickness 1/δ_ρ", ""] + _table(result, thick, models)
