@@ -78,6 +78,8 @@ class BoltzmannOptions:
     grid_rtol : largest accepted relative Maxwellian moment correction (grid quality; the BGK labeler
         uses 1e-8, which an N = 16 box spanning a temperature ratio > 1 cannot meet).
     tail_tol : largest relative Maxwellian mass outside the box.
+
+    N > 48 needs the torch solver on a device (``cluster.device``, e.g. ``cuda``; N ≤ 96).
     """
 
     n: int = 16
@@ -95,11 +97,13 @@ class BoltzmannOptions:
         return o
 
     def validate(self) -> None:
-        from kinclose.kinetic.boltzmann_dvm import N_MAX
+        from kinclose.kinetic.boltzmann_dvm import N_MAX_TORCH
 
-        if not (isinstance(self.n, int) and not isinstance(self.n, bool) and 4 <= self.n <= N_MAX and self.n % 2 == 0):
-            raise LabelConfigError(f"dataset.boltzmann.n={self.n!r} must be an even integer in [4, {N_MAX}] "
-                                   "(velocity points per direction; 16 labels in minutes, 32 is 8x slower per cell)")
+        if not (isinstance(self.n, int) and not isinstance(self.n, bool) and 4 <= self.n <= N_MAX_TORCH
+                and self.n % 2 == 0):
+            raise LabelConfigError(f"dataset.boltzmann.n={self.n!r} must be an even integer in [4, {N_MAX_TORCH}] "
+                                   "(velocity points per direction; 16 labels in minutes, 32 is 8x slower per cell; "
+                                   "above 48 only with cluster.device=cuda)")
         if not (isinstance(self.n_dirs, int) and not isinstance(self.n_dirs, bool) and self.n_dirs >= 1):
             raise LabelConfigError(f"dataset.boltzmann.n_dirs={self.n_dirs!r} must be an integer >= 1 "
                                    "(quadrature directions on the half sphere, e.g. 25)")
@@ -319,10 +323,10 @@ class BoltzmannBox:
         return self.c1 + self.L
 
 
-def task_box(task: LabelTask, attempt: int = 0) -> BoltzmannBox:
+def task_box(task: LabelTask, attempt: int = 0, device: str | None = None) -> BoltzmannBox:
     """Boltzmann velocity box of the task; ``attempt`` 1 widens L by retry_widen and raises N by
-    retry_widen / retry_refine (even, at most ``N_MAX``)."""
-    from kinclose.kinetic.boltzmann_dvm import N_MAX, box_for_states
+    retry_widen / retry_refine (even, at most the solver's limit: 48 on the CPU, 96 on a ``device``)."""
+    from kinclose.kinetic.boltzmann_dvm import N_MAX, N_MAX_TORCH, box_for_states
 
     opts = BoltzmannOptions.from_dict(task.boltzmann)
     x = cell_centres(task.x_left, task.x_right, task.nx)
@@ -331,53 +335,18 @@ def task_box(task: LabelTask, attempt: int = 0) -> BoltzmannBox:
     L, c1 = box_for_states(u, np.maximum(T, T_par) * task.T_margin, task.v_width)
     if attempt == 0:
         return BoltzmannBox(float(L), float(c1), opts.n)
-    n = min(N_MAX, 2 * int(math.ceil(0.5 * opts.n * task.retry_widen / task.retry_refine - 1e-9)))
+    n_max = N_MAX if device is None else N_MAX_TORCH
+    n = min(n_max, 2 * int(math.ceil(0.5 * opts.n * task.retry_widen / task.retry_refine - 1e-9)))
     return BoltzmannBox(float(L) * task.retry_widen, float(c1), n)
 
 
-def reduced_collision_terms(solver: Any) -> tuple[NDArray, NDArray]:
-    """Chu-reduced collision terms of a :class:`~kinclose.kinetic.boltzmann_dvm.BoltzmannDVMSolver`'s
-    current state, computed as its time step does (conservative projection, and Q(f) − Q(M[f]) with its
-    conservative discrete Maxwellian M[f] when ``equilibrium_preserving``):
-
-        Qg = Σ_{v2,v3} Q(f) Δv2Δv3,   Qh = Σ_{v2,v3} (v2² + v3²) Q(f) Δv2Δv3,   each (nx, N).
-
-    Free streaming (μ_ref = inf) gives zeros.
-    """
-    from kinclose.kinetic import _kernels as K
-    from kinclose.kinetic.boltzmann_dvm import maxwellian_cells, reduce_cells
-
-    nx, N, nv = solver.nx, solver.n, solver.nv
-    Qg = np.zeros((nx, N))
-    Qh = np.zeros((nx, N))
-    if solver.op is None:
-        return Qg, Qh
-    f = solver.interior
-    M = np.empty((nx, nv))
-    flag = np.zeros(nx, dtype=np.int64)
-    corr = np.zeros(nx)
-    if solver.equilibrium_preserving:
-        maxwellian_cells(solver.f, *solver.v1d, solver.dv, M, flag, corr)
-        if np.any(flag):
-            raise LabelError(f"invalid cell state(s) while computing the collision term: codes {flag.tolist()}")
-    Qp = K.empty_padded(nx, nv)  # reduce_cells reads the interior rows of a padded array
-    op = solver.op
-    for i in range(nx):
-        fi = f[i].reshape(N, N, N)
-        gain, nu = op.gain_loss(fi)
-        q = gain - nu * fi
-        if solver.equilibrium_preserving:
-            Mi = M[i].reshape(N, N, N)
-            gm, num = op.gain_loss(Mi)
-            q -= gm - num * Mi
-        op.project(q)
-        Qp[K.NGHOST + i] = q.reshape(-1)
-    reduce_cells(Qp, solver.v1d[1], solver.v1d[2], solver.h * solver.h, Qg, Qh)
-    return Qg, Qh
-
-
-def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox) -> tuple[dict[str, NDArray], dict[str, Any]]:
+def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox,
+                         device: str | None = None) -> tuple[dict[str, NDArray], dict[str, Any]]:
     """Run the Boltzmann DVM for one task in ``box``; return the shard arrays (with Qg, Qh) and stats.
+
+    ``device`` (e.g. ``"cuda"``) runs the torch solver
+    (:class:`~kinclose.kinetic.boltzmann_torch.TorchBoltzmannDVMSolver`; same scheme, labels equal to
+    round-off), None the numba one.
 
     Raises ``VelocityGridError`` when the box cannot represent a state, ``SolverDivergedError``
     when the solution leaves the physical state space.
@@ -387,10 +356,14 @@ def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox) -> tuple[dict[str, 
 
     opts = BoltzmannOptions.from_dict(task.boltzmann)
     mu_ref = mu_ref_for_knudsen(task.kn, task.omega, length=task.x_right - task.x_left)
-    solver = BoltzmannDVMSolver(task.x_left, task.x_right, task.nx, box.n, box.L, box.c1, mu_ref, task.omega,
-                                task.bc, task.cfl, task.limiter, n_dirs=opts.n_dirs,
-                                equilibrium_preserving=opts.equilibrium_preserving, grid_rtol=opts.grid_rtol,
-                                tail_tol=opts.tail_tol)
+    cls, extra = BoltzmannDVMSolver, {}
+    if device is not None:
+        from kinclose.kinetic.boltzmann_torch import TorchBoltzmannDVMSolver
+
+        cls, extra = TorchBoltzmannDVMSolver, {"device": device}
+    solver = cls(task.x_left, task.x_right, task.nx, box.n, box.L, box.c1, mu_ref, task.omega, task.bc, task.cfl,
+                 task.limiter, n_dirs=opts.n_dirs, equilibrium_preserving=opts.equilibrium_preserving,
+                 grid_rtol=opts.grid_rtol, tail_tol=opts.tail_tol, **extra)
     rho, u, T, aniso = ic.evaluate(task.ic, solver.x)
     noneq = task.ic.get("anisotropy") is not None
     if noneq:
@@ -411,7 +384,7 @@ def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox) -> tuple[dict[str, 
         if tk > solver.t:
             solver.run(float(tk), progress=False)
         g[k], h[k] = solver.reduced()
-        Qg[k], Qh[k] = reduced_collision_terms(solver)
+        Qg[k], Qh[k] = solver.reduced_collision_terms()
         flds[k] = solver.fields_array()
     v = np.ascontiguousarray(solver.v1d[0])
     arrays = {"x": solver.x, "v": v, "t": times, "g": g, "h": h, "U": conserved(g, h, v, solver.h), "fields": flds,
@@ -459,7 +432,8 @@ def solve_task(task: LabelTask, grid: VelocityGrid) -> tuple[dict[str, NDArray],
     return arrays, stats
 
 
-def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int | None = None) -> dict[str, Any]:
+def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int | None = None,
+             device: str | None = None) -> dict[str, Any]:
     """Label one task and write ``out_dir/shard_<task_id:05d>.h5`` atomically.
 
     Parameters
@@ -467,6 +441,7 @@ def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int
     task : the task (or its ``asdict``).
     out_dir : dataset root (shared file system when run on a cluster).
     threads : numba threads for this process (``numba.set_num_threads``); None keeps the setting.
+    device : torch device of the Boltzmann solver (``collision="boltzmann"`` only); None: the CPU solver.
 
     Returns
     -------
@@ -483,9 +458,9 @@ def run_task(task: LabelTask | dict[str, Any], out_dir: str | Path, threads: int
     errors = []
     boltz = task.collision == "boltzmann"
     for attempt in (0, 1):
-        grid = task_box(task, attempt) if boltz else task_grid(task, attempt)
+        grid = task_box(task, attempt, device) if boltz else task_grid(task, attempt)
         try:
-            arrays, stats = solve_task_boltzmann(task, grid) if boltz else solve_task(task, grid)
+            arrays, stats = solve_task_boltzmann(task, grid, device) if boltz else solve_task(task, grid)
             break
         except VelocityGridError as exc:
             errors.append(str(exc))

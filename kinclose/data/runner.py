@@ -54,7 +54,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kinclose.conf import reject_unknown_keys
-from kinclose.data.label import DatasetSpec, LabelTask, make_tasks, run_task
+from kinclose.data.label import (
+    DatasetSpec,
+    LabelConfigError,
+    LabelTask,
+    make_tasks,
+    run_task,
+)
 from kinclose.data.schema import (
     MANIFEST,
     ShardError,
@@ -90,12 +96,15 @@ class ClusterSpec:
     n_workers : LocalCluster worker processes; None = min(cores, pending tasks).
     threads : numba threads per task; None = cores // n_workers (local), all cores (serial),
         the worker's default (address).
+    device : torch device of the Boltzmann labeler (e.g. ``"cuda"``: the GPU solver, N up to 96);
+        None: the numba solver (N ≤ 48). Not part of the dataset: both give the same labels.
     """
 
     kind: str = "local"
     address: str | None = None
     n_workers: int | None = None
     threads: int | None = None
+    device: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClusterSpec":
@@ -107,6 +116,8 @@ class ClusterSpec:
             raise LabelRunError("cluster.kind=serial conflicts with cluster.address; drop one of them")
         if c.address is not None and not str(c.address).startswith(("tcp://", "tls://", "inproc://", "ws://")):
             raise LabelRunError(f"cluster.address={c.address!r} must look like tcp://host:port")
+        if c.device is not None and not (isinstance(c.device, str) and c.device):
+            raise LabelRunError(f"cluster.device={c.device!r} must be null or a torch device name such as 'cuda'")
         for name in ("n_workers", "threads"):
             val = getattr(c, name)
             if val is not None and not (isinstance(val, int) and val >= 1):
@@ -233,14 +244,27 @@ def scan_existing(root: Path, tasks: list[LabelTask]) -> tuple[dict[int, dict[st
     return done, bad
 
 
+def _check_device(spec: DatasetSpec, cluster: ClusterSpec) -> None:
+    """cluster.device applies to Boltzmann labels; N > 48 per direction needs it."""
+    from kinclose.kinetic.boltzmann_dvm import N_MAX
+
+    if cluster.device is not None and spec.collision != "boltzmann":
+        raise LabelRunError(f"cluster.device={cluster.device!r} applies to dataset.collision=boltzmann only "
+                            f"(this dataset is {spec.collision}, labeled on the CPU)")
+    if spec.collision == "boltzmann" and cluster.device is None and spec.boltzmann_options().n > N_MAX:
+        raise LabelConfigError(f"dataset.boltzmann.n={spec.boltzmann_options().n} > {N_MAX} needs the GPU solver: "
+                               "set cluster.device=cuda (and cluster.kind=serial)")
+
+
 # ----------------------------------------------------------------------------- execution
 def _serial(pending: list[LabelTask], root: Path, threads: int | None, retries: int,
-            on_done: Callable[[dict[str, Any]], None], on_fail: Callable[[LabelTask, str, int], None]) -> dict:
+            on_done: Callable[[dict[str, Any]], None], on_fail: Callable[[LabelTask, str, int], None],
+            device: str | None = None) -> dict:
     threads = threads or cpu_count()
     for task in pending:
         for attempt in range(retries + 1):
             try:
-                on_done(run_task(task, root, threads))
+                on_done(run_task(task, root, threads, device))
                 break
             except Exception as exc:  # noqa: BLE001 - any task failure is retried, then reported
                 msg = f"{type(exc).__name__}: {exc}"
@@ -283,7 +307,8 @@ def _dask(pending: list[LabelTask], root: Path, cluster: ClusterSpec, retries: i
         try:
             futures = {}
             for task in pending:
-                fut = client.submit(run_task, task, str(root), threads, pure=False, key=f"label-{task.task_id}-a0")
+                fut = client.submit(run_task, task, str(root), threads, cluster.device, pure=False,
+                                    key=f"label-{task.task_id}-a0")
                 futures[fut] = (task, 0)
             ac = as_completed(list(futures))
             for fut in ac:
@@ -294,7 +319,7 @@ def _dask(pending: list[LabelTask], root: Path, cluster: ClusterSpec, retries: i
                     msg = f"{type(exc).__name__}: {exc}"
                     if attempt < retries:
                         log.warning("task %d failed (%s); retry %d/%d", task.task_id, msg, attempt + 1, retries)
-                        nf = client.submit(run_task, task, str(root), threads, pure=False,
+                        nf = client.submit(run_task, task, str(root), threads, cluster.device, pure=False,
                                            key=f"label-{task.task_id}-a{attempt + 1}")
                         futures[nf] = (task, attempt + 1)
                         ac.add(nf)
@@ -337,6 +362,7 @@ def label_dataset(
     cluster = cluster or ClusterSpec()
     if not (isinstance(retries, int) and retries >= 0):
         raise LabelRunError(f"retries={retries!r} must be an integer >= 0")
+    _check_device(spec, cluster)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -388,7 +414,7 @@ def label_dataset(
             if not pending:
                 info = {"kind": "none"}
             elif cluster.kind == "serial":
-                info = _serial(pending, root, cluster.threads, retries, on_done, on_fail)
+                info = _serial(pending, root, cluster.threads, retries, on_done, on_fail, cluster.device)
             else:
                 info = _dask(pending, root, cluster, retries, on_done, on_fail)
         finally:

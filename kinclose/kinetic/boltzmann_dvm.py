@@ -64,6 +64,8 @@ __all__ = ["BoltzmannDVMSolver", "box_for_states", "steady_shock_boltzmann", "ru
 
 N_MAX = 48
 """Largest N accepted (N³ velocities per cell; N = 48 is already ≈ 110k nodes per cell)."""
+N_MAX_TORCH = 96
+"""Largest N of the torch solver on a device (N = 64: 2.1 MB per cell and array in float64)."""
 
 
 # ====================================================================== numba kernels
@@ -766,6 +768,39 @@ class BoltzmannDVMSolver:
         reduce_cells(self.f, self.v1d[1], self.v1d[2], self.h * self.h, g, h)
         return g, h
 
+    def reduced_collision_terms(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Chu-reduced collision terms of the current state, computed as the time step does
+        (conservative projection, and Q(f) − Q(M[f]) with the conservative discrete Maxwellian M[f]
+        when ``equilibrium_preserving``):
+
+            Qg = Σ_{v2,v3} Q(f) Δv2Δv3,   Qh = Σ_{v2,v3} (v2² + v3²) Q(f) Δv2Δv3,   each (nx, N).
+
+        Free streaming (μ_ref = inf) gives zeros.
+        """
+        nx, N, nv = self.nx, self.n, self.nv
+        Qg = np.zeros((nx, N))
+        Qh = np.zeros((nx, N))
+        if self.op is None:
+            return Qg, Qh
+        M = np.empty((nx, nv))
+        if self.equilibrium_preserving:
+            maxwellian_cells(self.f, *self.v1d, self.dv, M, self._flag, self._corr)
+            self._check("collision term")
+        Qp = K.empty_padded(nx, nv)  # reduce_cells reads the interior rows of a padded array
+        op = self.op
+        for i in range(nx):
+            fi = self.interior[i].reshape(N, N, N)
+            gain, nu = op.gain_loss(fi)
+            q = gain - nu * fi
+            if self.equilibrium_preserving:
+                Mi = M[i].reshape(N, N, N)
+                gm, num = op.gain_loss(Mi)
+                q -= gm - num * Mi
+            op.project(q)
+            Qp[NGHOST + i] = q.reshape(-1)
+        reduce_cells(Qp, self.v1d[1], self.v1d[2], self.h * self.h, Qg, Qh)
+        return Qg, Qh
+
 
 # ====================================================================== drivers
 
@@ -867,7 +902,7 @@ def steady_shock_boltzmann(
         raise ValueError(f"dx must be > 0, got {dx}")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    n_max = N_MAX if device is None else _torch_solver().n_max
+    n_max = N_MAX if device is None else N_MAX_TORCH
     if not (isinstance(nv, (int, np.integer)) and nv <= n_max):
         raise ValueError(
             f"collision='boltzmann' uses nv = N points per velocity direction (N³ nodes per cell, at most {n_max}"

@@ -38,13 +38,10 @@ from kinclose.kinetic._kernels import (
     OK,
 )
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
-from kinclose.kinetic.boltzmann_dvm import BoltzmannDVMSolver
+from kinclose.kinetic.boltzmann_dvm import N_MAX_TORCH, BoltzmannDVMSolver
 from kinclose.kinetic.solver import DELTA, GAM
 
 __all__ = ["TorchBoltzmannDVMSolver", "TorchSpectralOperator", "conservative_maxwellians", "transport"]
-
-N_MAX_TORCH = 96
-"""Largest N per velocity direction on a torch device (N = 64: 2.1 MB per cell and array in float64)."""
 
 
 def _slope(a: torch.Tensor, b: torch.Tensor, limiter: str) -> torch.Tensor:
@@ -393,9 +390,24 @@ class TorchBoltzmannDVMSolver(BoltzmannDVMSolver):
 
     def reduced(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Chu-reduced (g, h), each (nx, N), as :meth:`BoltzmannDVMSolver.reduced`."""
+        return self._reduce(self.interior)
+
+    def reduced_collision_terms(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Chu-reduced (Qg, Qh), each (nx, N), as :meth:`BoltzmannDVMSolver.reduced_collision_terms`."""
+        if self.top is None:
+            return np.zeros((self.nx, self.n)), np.zeros((self.nx, self.n))
+        fi = self.interior
+        M = self._maxwellian(fi) if self.equilibrium_preserving else None
+        if M is not None:
+            self._check("collision term")
+        q, _ = self._collide_all(fi, M)
+        return self._reduce(q)
+
+    def _reduce(self, a: torch.Tensor) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(Σ a Δv2Δv3, Σ (v2² + v3²) a Δv2Δv3) of rows a (nx, N³), each (nx, N) on the host."""
         N = self.n
-        f4 = self.interior.reshape(self.nx, N, N, N)
+        a4 = a.reshape(self.nx, N, N, N)
         v2, v3 = self._tv1d[1], self._tv1d[2]
         w = v2[:, None] ** 2 + v3[None, :] ** 2
         h2 = self.h * self.h
-        return (f4.sum((2, 3)) * h2).cpu().numpy(), ((f4 * w).sum((2, 3)) * h2).cpu().numpy()
+        return (a4.sum((2, 3)) * h2).cpu().numpy(), ((a4 * w).sum((2, 3)) * h2).cpu().numpy()

@@ -140,3 +140,36 @@ def test_dataset_spec_written_before_the_boltzmann_options_still_matches(tmp_pat
     (root / SPEC_FILE).write_text(json.dumps(old))
     s = label_dataset(spec, root, ClusterSpec(kind="serial", threads=1), progress=False)
     assert s["skipped"] == 1 and s["labeled"] == 0
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_solver_labels_equal_the_cpu_labels(bz_root: Path, tmp_path: Path, device: str) -> None:
+    """``cluster.device`` labels with the torch solver (the GPU path): same shards to round-off."""
+    torch = pytest.importorskip("torch")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    root = tmp_path / "d"
+    s = label_dataset(TINY, root, ClusterSpec(kind="serial", threads=1, device=device), progress=False)
+    assert s["complete"] == 2 and s["failed"] == 0, s["failures"]
+    for e in S.verify_manifest(root, deep=True):
+        got, want = load_shard(root / e["file"]), load_shard(bz_root / e["file"])
+        for key in ("g", "h", "Qg", "Qh", "fields", "U"):
+            scale = np.abs(want[key]).max()
+            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-11 * scale, err_msg=key)
+
+
+def test_device_option_errors_are_clear(tmp_path: Path) -> None:
+    from kinclose.data.runner import LabelRunError
+
+    with pytest.raises(LabelRunError, match="applies to dataset.collision=boltzmann only"):
+        label_dataset(DatasetSpec(n_tasks=1), tmp_path / "a", ClusterSpec(kind="serial", device="cuda"))
+    big = DatasetSpec(**{**TINY.__dict__, "boltzmann": dict(TINY.boltzmann, n=64)})
+    with pytest.raises(LabelConfigError, match="needs the GPU solver: set cluster.device=cuda"):
+        label_dataset(big, tmp_path / "b", ClusterSpec(kind="serial"))
+    with pytest.raises(LabelRunError, match="cluster.device"):
+        ClusterSpec.from_dict({"device": ""})
+    with pytest.raises(LabelConfigError, match="boltzmann.n=98 must be an even integer in \\[4, 96\\]"):
+        DatasetSpec.from_dict({"collision": "boltzmann", "boltzmann": {"n": 98}})

@@ -74,13 +74,12 @@ def test_bgk_identity_on_stored_bgk_shapes(tmp_path) -> None:
 
 
 def test_maxwellian_gives_zero_source() -> None:
-    from kinclose.data.label import reduced_collision_terms
     from kinclose.kinetic.boltzmann_dvm import BoltzmannDVMSolver
 
     s = BoltzmannDVMSolver(0.0, 1.0, 4, 12, 8.0, 0.2, mu_ref=0.1, n_dirs=6, grid_rtol=0.05, tail_tol=1e-4)
     rho, u, T = np.array([1.0, 1.2, 0.9, 1.1]), np.array([0.1, 0.3, -0.2, 0.0]), np.array([1.0, 1.3, 1.1, 0.9])
     s.set_maxwellian(rho, u, T)
-    Qg, Qh = reduced_collision_terms(s)
+    Qg, Qh = s.reduced_collision_terms()
     g, h = s.reduced()
     v, dv = s.v1d[0], s.h
     grid = XiGrid(4.0, 48)
@@ -94,7 +93,7 @@ def test_maxwellian_gives_zero_source() -> None:
     f = s.distribution().copy()
     f[:, :6] *= 1.3
     s.set_distribution(f)
-    Qg, Qh = reduced_collision_terms(s)
+    Qg, Qh = s.reduced_collision_terms()
     assert np.abs(Qg).max() > 1e-3
 
 
