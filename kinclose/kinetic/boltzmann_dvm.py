@@ -55,7 +55,7 @@ from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, N
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
 from kinclose.kinetic.shock import march_steady
-from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage
+from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage, checked_dt
 from kinclose.physics import check_state
 
 log = logging.getLogger(__name__)
@@ -670,11 +670,7 @@ class BoltzmannDVMSolver:
 
     def step(self, dt: float | None = None) -> None:
         """One ARS(2,2,2) step of size ``dt`` (default and maximum: ``dt_max``)."""
-        dtm = self.dt_max
-        if dt is None:
-            dt = dtm
-        elif dt > dtm * (1.0 + 1e-12):
-            raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={self.cfl}); lower dt or cfl")
+        dt = checked_dt(self, dt)
         lim = K.LIMITERS[self.limiter]
         v1, v2, v3 = self.v1d
         K.fill_ghosts(self.f, self.periodic, self._left, self._right)

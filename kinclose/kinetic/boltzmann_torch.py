@@ -26,6 +26,7 @@ conservative projection then still conserves (ρ, ρu, E) to double round-off.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from kinclose.kinetic._kernels import (
 )
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.boltzmann_dvm import N_MAX_TORCH, BoltzmannDVMSolver
-from kinclose.kinetic.solver import DELTA, GAM
+from kinclose.kinetic.solver import DELTA, GAM, checked_dt
 
 __all__ = ["TorchBoltzmannDVMSolver", "TorchSpectralOperator", "conservative_maxwellians", "transport"]
 
@@ -295,14 +296,8 @@ class TorchBoltzmannDVMSolver(BoltzmannDVMSolver):
 
     def step(self, dt: float | None = None) -> None:
         """One ARS(2,2,2) step of size ``dt`` (default and maximum: ``dt_max``)."""
-        dtm = self.dt_max
-        if dt is None:
-            dt = dtm
-        elif dt > dtm * (1.0 + 1e-12):
-            raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={self.cfl}); lower dt or cfl")
+        dt = checked_dt(self, dt)
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        import time
-
         a = GAM * dt
         f = self.f
         self._fill_ghosts(f)

@@ -66,6 +66,16 @@ def check_stage(solver: Any, where: str, name: str, grid_text: str, fix: str) ->
         )
 
 
+def checked_dt(solver: Any, dt: float | None) -> float:
+    """``dt`` (None: ``solver.dt_max``); raises if it exceeds the stable step ``solver.dt_max``."""
+    dtm = solver.dt_max
+    if dt is None:
+        return dtm
+    if dt > dtm * (1.0 + 1e-12):
+        raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={solver.cfl}); lower dt or cfl")
+    return dt
+
+
 def advance_to(solver: Any, t_end: float, progress: bool | None, log_every_s: float, desc: str) -> None:
     """Step ``solver`` to ``t_end`` with its maximal step (the last one shortened to land on it)."""
     if not (t_end >= solver.t and math.isfinite(t_end)):
@@ -210,11 +220,7 @@ class DVMSolver:
     # ------------------------------------------------------------------ stepping
     def step(self, dt: float | None = None) -> None:
         """One ARS(2,2,2) step of size ``dt`` (default and maximum: ``dt_max``)."""
-        dtm = self.dt_max
-        if dt is None:
-            dt = dtm
-        elif dt > dtm * (1.0 + 1e-12):
-            raise ValueError(f"dt={dt:.4g} exceeds the stable step {dtm:.4g} (cfl={self.cfl}); lower dt or cfl")
+        dt = checked_dt(self, dt)
         lim = K.LIMITERS[self.limiter]
         K.fill_ghosts(self.g, self.periodic, self._left_g, self._right_g)
         K.fill_ghosts(self.h, self.periodic, self._left_h, self._right_h)
