@@ -43,6 +43,7 @@ from kinclose import __version__
 from kinclose.closure.train import (
     CHECKPOINT_NAME,
     Hyperbolicity,
+    LinearResponse,
     file_sha256,
     fit_early_stopping,
     load_closure_checkpoint,
@@ -176,6 +177,27 @@ def sweep_error_terms(pred: Any, ref: Any) -> Any:
     return ((pred - ref) ** 2).mean(1) / norms
 
 
+def _linear_response_term(ens: Any, lin: LinearResponse, dtype: Any) -> Any:
+    """() -> the ensemble mean's relative linear-response error (``linear_response_penalty``, float64 torch
+    scalar with gradients to the members in ``dtype``): the closure stage's penalty, on the mean that the
+    rollouts use. The response algebra needs float64, so the closure is called through casts."""
+    import torch
+
+    from kinclose.closure.linear_response import linear_response_penalty
+
+    targets = lin.targets()
+    w_eq = ens.w_eq.detach().to(torch.float64)
+
+    def stress_heat(W: Any) -> Any:
+        return ens.mean_stress_heat(W.to(dtype)).to(torch.float64)
+
+    def frame(W: Any, delta: Any, tau: Any) -> Any:
+        m, k = ens.mean_frame(W.to(dtype), delta.to(dtype), tau.to(dtype))
+        return m.to(torch.float64), k.to(torch.float64)
+
+    return lambda: linear_response_penalty(stress_heat, frame, w_eq, targets, create_graph=True)
+
+
 def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Fine-tune ``cfg.closure_ckpt`` through reduced-solver rollouts of the trajectories in ``cfg.data.root``
     (conf/train.yaml with stage=rollout) into ``run_dir``; returns the metrics (also ``metrics.json``)."""
@@ -210,6 +232,8 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
                                 flux=str(st.flux), limiter=str(st.limiter))
     fw = torch.tensor([float(st.field_weights[f]) for f in FIELDS], dtype=dtype)
     hyp = Hyperbolicity.from_dict(OmegaConf.to_container(st.hyperbolicity, resolve=True))
+    lin = LinearResponse.from_dict(OmegaConf.to_container(st.linear_response, resolve=True))
+    lin_penalty = _linear_response_term(ens, lin, dtype) if lin.weight > 0 else None
     cfl = float(st.cfl)
 
     def tensors(tj: Trajectories, idx: NDArray) -> tuple[Any, ...]:
@@ -240,6 +264,8 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
             Wp = _penalty_states(W[ok].detach().reshape(-1, W.shape[-1]).to(torch.float64),
                                  ens.w_eq.detach().to(torch.float64), hyp, hyp.n_states, gen).to(dtype)
             loss = loss + hyp.weight * sum(member_penalty(m, Wp, hyp.s_max) for m in ens.members) / ens.K
+        if lin_penalty is not None:
+            loss = loss + lin.weight * lin_penalty().to(dtype)
         return loss
 
     val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"]
@@ -270,6 +296,8 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
               "n_train": len(tr), "n_val": len(va), "nx": int(st.nx), "times": traj.times.tolist(),
               "kn": [float(traj.kn.min()), float(traj.kn.max())], "xi_max": xi_max, "flux": str(st.flux),
               "dtype": str(st.dtype), "val_before": before,
+              "linear_response": {"weight": lin.weight,
+                                  "error_after": None if lin_penalty is None else float(lin_penalty().detach())},
               "val_best": {"loss": hist["best_val_loss"], **{k: hist[k][best] for k in val_keys}}, "best_epoch": best,
               "failed_train_rollouts": failed["train"], "wall_s": time.perf_counter() - t_start}
     new_meta = dict(meta)

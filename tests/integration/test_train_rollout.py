@@ -135,3 +135,22 @@ def test_stage_writes_a_loadable_checkpoint(bgk_dataset: Path, tmp_path: Path) -
     assert LearnedClosure.from_checkpoint(tmp_path / "run" / "closure.pt").stress_heat(ens.w_eq[None].numpy()).shape == (1, 2)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]["epoch"] == [0, 1]
     assert (tmp_path / "run" / "learning_curve.png").stat().st_size > 0
+
+
+def test_linear_response_term_is_the_closure_stage_penalty_on_the_mean() -> None:
+    """stage.linear_response: the ensemble mean's linear-response error, also for a float32 ensemble (through
+    casts), with gradients to the members."""
+    from kinclose.closure.linear_response import linear_response_penalty
+    from kinclose.closure.rollout import _linear_response_term
+    from kinclose.closure.train import LinearResponse, load_closure_checkpoint
+    from kinclose.pretrained import resolve
+
+    ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small_rollout"))
+    lin = LinearResponse(weight=0.1, n_kn=3, s=(1.0, 3.0))
+    want = float(linear_response_penalty(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, lin.targets(), False))
+    assert float(_linear_response_term(ens, lin, torch.float64)().detach()) == pytest.approx(want, rel=1e-12)
+    e32 = ens.to(torch.float32)
+    p = _linear_response_term(e32, lin, torch.float32)()
+    assert float(p.detach()) == pytest.approx(want, rel=1e-3)
+    grads = torch.autograd.grad(p, list(e32.parameters()), allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0.0
