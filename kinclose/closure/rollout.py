@@ -268,7 +268,7 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
             loss = loss + lin.weight * lin_penalty().to(dtype)
         return loss
 
-    val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"]
+    val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"] + (["val_linear_response"] if lin_penalty else [])
 
     def evaluate(tj: Trajectories) -> tuple[float, dict[str, float]]:
         """Mean loss over ``tj`` and the sweep errors (relative L2, mean over problems) at the final time."""
@@ -283,7 +283,11 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
         loss = torch.cat(losses)
         fin = torch.cat(finals).mean(0)
         extras = dict(zip(val_keys, [*(float(v) for v in fin), float(n_bad)]))
-        return float(loss.mean()) if loss.numel() else math.inf, extras
+        total = float(loss.mean()) if loss.numel() else math.inf
+        if lin_penalty is not None:  # early stopping judges the objective that is trained
+            extras["val_linear_response"] = float(lin_penalty().detach())
+            total += lin.weight * extras["val_linear_response"]
+        return total, extras
 
     hist = fit_early_stopping(ens, len(tr), batch_loss, lambda: evaluate(va), epochs=int(st.epochs),
                               batch_size=int(st.batch_size), lr=float(st.lr), patience=int(st.patience), seed=seed,

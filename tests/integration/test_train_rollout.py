@@ -121,11 +121,18 @@ def test_a_broken_problem_is_masked_and_leaves_the_others_alone(problems) -> Non
     np.testing.assert_allclose(out[0][0].numpy(), alone[0][0].numpy(), rtol=0, atol=1e-12)
 
 
-def test_stage_writes_a_loadable_checkpoint(bgk_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lin_weight", [0.0, 0.1])
+def test_stage_writes_a_loadable_checkpoint(bgk_dataset: Path, tmp_path: Path, lin_weight: float) -> None:
     cfg = compose("train", ["stage=rollout", "closure_ckpt=pretrained:mlc_small", f"data.root={bgk_dataset}",
                             "data.val_fraction=0.5", "stage.nx=8", "stage.kn=[0.01,10.0]", "stage.epochs=1",
-                            "stage.batch_size=1", "stage.hyperbolicity.n_states=8", "threads=1"])
+                            "stage.batch_size=1", "stage.hyperbolicity.n_states=8", "threads=1",
+                            f"stage.linear_response.weight={lin_weight}", "stage.linear_response.n_kn=2",
+                            "stage.linear_response.s=[1.0]"])
     metrics = R.train_rollout(cfg, tmp_path / "run")
+    if lin_weight > 0:  # early stopping judges rollout loss + weight * linear-response error
+        before = metrics["val_before"]
+        assert before["loss"] > before["val_linear_response"] * lin_weight > 0.0
+        assert metrics["linear_response"]["error_after"] == pytest.approx(metrics["val_best"]["val_linear_response"])
     assert metrics["n_train"] == 1 and metrics["n_val"] == 1 and metrics["stage"] == "rollout"
     assert set(metrics["val_before"]) >= {"loss", "val_rho", "val_q", "val_failed"}
     assert metrics["val_best"]["loss"] <= metrics["val_before"]["loss"]
