@@ -48,6 +48,13 @@ def _profile_paths(out_dir: Path, dx: float) -> tuple[Path, Path]:
     return base / f"dx{dx:g}.csv", base / f"dx{dx:g}.json"
 
 
+def _saved_profile(csv: Path, meta: Path, states: ShockStates) -> ShockProfile:
+    """A Boltzmann profile written by :func:`boltzmann_profiles` (fields csv, metrics json)."""
+    d = read_csv(csv)
+    return ShockProfile(d["x"], d["rho"], d["u"], d["T"], d["sigma"], d["q"], states, "dvm-boltzmann",
+                        json.loads(meta.read_text()))
+
+
 def boltzmann_profiles(cfg: DictConfig, states: ShockStates, out_dir: Path) -> dict[float, ShockProfile]:
     """Solve (or, with ``reuse_profiles``, read) the Boltzmann shock on every grid of ``cfg.grids``."""
     from kinclose.kinetic.boltzmann_dvm import steady_shock_boltzmann
@@ -60,15 +67,12 @@ def boltzmann_profiles(cfg: DictConfig, states: ShockStates, out_dir: Path) -> d
         if cfg.reuse_profiles:
             if not (csv.exists() and meta.exists()):
                 raise FileNotFoundError(f"reuse_profiles=true but {csv} or {meta} is missing; run with a GPU first")
-            d = read_csv(csv)
-            metrics = json.loads(meta.read_text())
-            p = ShockProfile(d["x"], d["rho"], d["u"], d["T"], d["sigma"], d["q"], states, "dvm-boltzmann", metrics)
+            p = _saved_profile(csv, meta, states)
         else:
             start, before = prev, None
             if cfg.continue_saved and csv.exists() and meta.exists():
-                d = read_csv(csv)
-                start = ShockProfile(d["x"], d["rho"], d["u"], d["T"], d["sigma"], d["q"], states, "dvm-boltzmann")
-                before = json.loads(meta.read_text())
+                start = _saved_profile(csv, meta, states)
+                before = start.metrics
             opts = OmegaConf.to_container(cfg.boltzmann, resolve=True)
             p = steady_shock_boltzmann(states, omega=float(cfg.omega), dx=dx, levels=1,
                                        max_wall_s=float(grid.max_wall_s), initial="bgk" if start is None else start,

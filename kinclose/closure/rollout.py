@@ -301,7 +301,7 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
               "kn": [float(traj.kn.min()), float(traj.kn.max())], "xi_max": xi_max, "flux": str(st.flux),
               "dtype": str(st.dtype), "val_before": before,
               "linear_response": {"weight": lin.weight,
-                                  "error_after": None if lin_penalty is None else float(lin_penalty().detach())},
+                                  "error_after": hist["val_linear_response"][best] if lin_penalty else None},
               "val_best": {"loss": hist["best_val_loss"], **{k: hist[k][best] for k in val_keys}}, "best_epoch": best,
               "failed_train_rollouts": failed["train"], "wall_s": time.perf_counter() - t_start}
     new_meta = dict(meta)

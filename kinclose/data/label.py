@@ -326,7 +326,7 @@ class BoltzmannBox:
 def task_box(task: LabelTask, attempt: int = 0, device: str | None = None) -> BoltzmannBox:
     """Boltzmann velocity box of the task; ``attempt`` 1 widens L by retry_widen and raises N by
     retry_widen / retry_refine (even, at most the solver's limit: 48 on the CPU, 96 on a ``device``)."""
-    from kinclose.kinetic.boltzmann_dvm import N_MAX, N_MAX_TORCH, box_for_states
+    from kinclose.kinetic.boltzmann_dvm import box_for_states, max_n
 
     opts = BoltzmannOptions.from_dict(task.boltzmann)
     x = cell_centres(task.x_left, task.x_right, task.nx)
@@ -335,8 +335,7 @@ def task_box(task: LabelTask, attempt: int = 0, device: str | None = None) -> Bo
     L, c1 = box_for_states(u, np.maximum(T, T_par) * task.T_margin, task.v_width)
     if attempt == 0:
         return BoltzmannBox(float(L), float(c1), opts.n)
-    n_max = N_MAX if device is None else N_MAX_TORCH
-    n = min(n_max, 2 * int(math.ceil(0.5 * opts.n * task.retry_widen / task.retry_refine - 1e-9)))
+    n = min(max_n(device), 2 * int(math.ceil(0.5 * opts.n * task.retry_widen / task.retry_refine - 1e-9)))
     return BoltzmannBox(float(L) * task.retry_widen, float(c1), n)
 
 
@@ -351,19 +350,14 @@ def solve_task_boltzmann(task: LabelTask, box: BoltzmannBox,
     Raises ``VelocityGridError`` when the box cannot represent a state, ``SolverDivergedError``
     when the solution leaves the physical state space.
     """
-    from kinclose.kinetic.boltzmann_dvm import BoltzmannDVMSolver
+    from kinclose.kinetic.boltzmann_dvm import make_solver
     from kinclose.kinetic.moments import conserved
 
     opts = BoltzmannOptions.from_dict(task.boltzmann)
     mu_ref = mu_ref_for_knudsen(task.kn, task.omega, length=task.x_right - task.x_left)
-    cls, extra = BoltzmannDVMSolver, {}
-    if device is not None:
-        from kinclose.kinetic.boltzmann_torch import TorchBoltzmannDVMSolver
-
-        cls, extra = TorchBoltzmannDVMSolver, {"device": device}
-    solver = cls(task.x_left, task.x_right, task.nx, box.n, box.L, box.c1, mu_ref, task.omega, task.bc, task.cfl,
-                 task.limiter, n_dirs=opts.n_dirs, equilibrium_preserving=opts.equilibrium_preserving,
-                 grid_rtol=opts.grid_rtol, tail_tol=opts.tail_tol, **extra)
+    solver = make_solver(task.x_left, task.x_right, task.nx, box.n, box.L, box.c1, mu_ref, task.omega, task.bc,
+                         task.cfl, task.limiter, n_dirs=opts.n_dirs, equilibrium_preserving=opts.equilibrium_preserving,
+                         grid_rtol=opts.grid_rtol, tail_tol=opts.tail_tol, device=device)
     rho, u, T, aniso = ic.evaluate(task.ic, solver.x)
     noneq = task.ic.get("anisotropy") is not None
     if noneq:

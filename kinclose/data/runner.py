@@ -246,13 +246,14 @@ def scan_existing(root: Path, tasks: list[LabelTask]) -> tuple[dict[int, dict[st
 
 def _check_device(spec: DatasetSpec, cluster: ClusterSpec) -> None:
     """cluster.device applies to Boltzmann labels; N > 48 per direction needs it."""
-    from kinclose.kinetic.boltzmann_dvm import N_MAX
+    from kinclose.kinetic.boltzmann_dvm import max_n
 
     if cluster.device is not None and spec.collision != "boltzmann":
         raise LabelRunError(f"cluster.device={cluster.device!r} applies to dataset.collision=boltzmann only "
                             f"(this dataset is {spec.collision}, labeled on the CPU)")
-    if spec.collision == "boltzmann" and cluster.device is None and spec.boltzmann_options().n > N_MAX:
-        raise LabelConfigError(f"dataset.boltzmann.n={spec.boltzmann_options().n} > {N_MAX} needs the GPU solver: "
+    n = spec.boltzmann_options().n
+    if spec.collision == "boltzmann" and n > max_n(cluster.device):
+        raise LabelConfigError(f"dataset.boltzmann.n={n} > {max_n(None)} needs the GPU solver: "
                                "set cluster.device=cuda (and cluster.kind=serial)")
 
 

@@ -778,22 +778,13 @@ class BoltzmannDVMSolver:
         Qh = np.zeros((nx, N))
         if self.op is None:
             return Qg, Qh
-        M = np.empty((nx, nv))
+        M = None
         if self.equilibrium_preserving:
+            M = np.empty((nx, nv))
             maxwellian_cells(self.f, *self.v1d, self.dv, M, self._flag, self._corr)
             self._check("collision term")
         Qp = K.empty_padded(nx, nv)  # reduce_cells reads the interior rows of a padded array
-        op = self.op
-        for i in range(nx):
-            fi = self.interior[i].reshape(N, N, N)
-            gain, nu = op.gain_loss(fi)
-            q = gain - nu * fi
-            if self.equilibrium_preserving:
-                Mi = M[i].reshape(N, N, N)
-                gm, num = op.gain_loss(Mi)
-                q -= gm - num * Mi
-            op.project(q)
-            Qp[NGHOST + i] = q.reshape(-1)
+        self._collide(self.interior, M, Qp[NGHOST:-NGHOST], None)
         reduce_cells(Qp, self.v1d[1], self.v1d[2], self.h * self.h, Qg, Qh)
         return Qg, Qh
 
@@ -897,7 +888,7 @@ def steady_shock_boltzmann(
         raise ValueError(f"dx must be > 0, got {dx}")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    n_max = N_MAX if device is None else N_MAX_TORCH
+    n_max = max_n(device)
     if not (isinstance(nv, (int, np.integer)) and nv <= n_max):
         raise ValueError(
             f"collision='boltzmann' uses nv = N points per velocity direction (N³ nodes per cell, at most {n_max}"
@@ -906,13 +897,6 @@ def steady_shock_boltzmann(
         )
     if collision_dtype not in ("float64", "float32"):
         raise ValueError(f"collision_dtype must be 'float64' or 'float32', got {collision_dtype!r}")
-    extra: dict[str, Any] = {}
-    cls = BoltzmannDVMSolver
-    if device is not None:
-        import torch
-
-        cls = _torch_solver()
-        extra = {"device": device, "collision_dtype": getattr(torch, collision_dtype)}
     if isinstance(initial, str) and initial not in ("bgk", "tanh"):
         raise ValueError(f"initial must be 'bgk', 'tanh' or a profile with x, rho, u, T; got {initial!r}")
     s = states
@@ -929,9 +913,10 @@ def steady_shock_boltzmann(
     coll_wall = 0.0
     for level in range(levels):
         nx = nx_coarse * 2**level
-        new = cls(x_min, x_max, nx, int(nv), L, c1, mu_ref, omega, "reservoir", cfl, limiter,
-                  left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), n_dirs=n_dirs,
-                  equilibrium_preserving=equilibrium_preserving, threads=threads, **extra)
+        new = make_solver(x_min, x_max, nx, int(nv), L, c1, mu_ref, omega, "reservoir", cfl, limiter,
+                          left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), n_dirs=n_dirs,
+                          equilibrium_preserving=equilibrium_preserving, threads=threads, device=device,
+                          collision_dtype=collision_dtype)
         if solver is None:
             if not isinstance(initial, str):
                 new.set_maxwellian(*(np.interp(new.x, initial.x, getattr(initial, k)) for k in ("rho", "u", "T")))
@@ -1001,8 +986,20 @@ def _shift_cells(solver: BoltzmannDVMSolver, shift: int) -> None:
     solver.shift_cells(shift)
 
 
-def _torch_solver() -> type[BoltzmannDVMSolver]:
-    """The torch solver class, imported lazily (torch stays out of the numerical core)."""
+def max_n(device: str | None) -> int:
+    """Largest N per velocity direction of the solver :func:`make_solver` builds for ``device``."""
+    return N_MAX if device is None else N_MAX_TORCH
+
+
+def make_solver(*args: Any, device: str | None = None, collision_dtype: str = "float64",
+                **kwargs: Any) -> BoltzmannDVMSolver:
+    """``BoltzmannDVMSolver(*args, **kwargs)``; with a torch ``device`` the same scheme in
+    :class:`~kinclose.kinetic.boltzmann_torch.TorchBoltzmannDVMSolver` with the FFT work in
+    ``collision_dtype`` (imported lazily: torch stays out of the numerical core)."""
+    if device is None:
+        return BoltzmannDVMSolver(*args, **kwargs)
+    import torch
+
     from kinclose.kinetic.boltzmann_torch import TorchBoltzmannDVMSolver
 
-    return TorchBoltzmannDVMSolver
+    return TorchBoltzmannDVMSolver(*args, device=device, collision_dtype=getattr(torch, collision_dtype), **kwargs)
