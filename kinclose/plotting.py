@@ -26,6 +26,7 @@ METHOD_STYLE: dict[str, dict[str, Any]] = {
     "nsf": {"color": "tab:gray", "linestyle": "--", "label": "NSF"},
     "euler": {"color": "tab:gray", "linestyle": ":", "label": "Euler"},
     "mlc": {"color": "tab:red", "linestyle": "-", "label": "MLC"},
+    "mlc-boltzmann": {"color": "tab:red", "linestyle": "-", "label": "MLC (Boltzmann-trained, learned source)"},
     "hermmlc": {"color": "tab:blue", "linestyle": "-.", "label": "HermMLC"},
 }
 

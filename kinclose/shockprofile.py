@@ -9,6 +9,8 @@ Fluxes of the 1D conservation laws, constant through a steady shock:
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,20 @@ def read_csv(path: str | Path) -> dict[str, NDArray[np.float64]]:
     return {k: data[:, i] for i, k in enumerate(("x",) + FIELDS)}
 
 
+def read_saved_profile(csv: str | Path, states: ShockStates, model: str) -> ShockProfile:
+    """A steady profile saved as ``<name>.csv`` (:func:`write_csv`) with its metrics ``<name>.json`` beside it;
+    the metrics' ``mach``, when present, must be the Mach number of ``states``."""
+    csv = Path(csv)
+    meta_path = csv.with_suffix(".json")
+    if not (csv.is_file() and meta_path.is_file()):
+        raise FileNotFoundError(f"saved shock profile {csv} or its metrics {meta_path.name} is missing")
+    meta = json.loads(meta_path.read_text())
+    if "mach" in meta and not math.isclose(float(meta["mach"]), states.mach, rel_tol=1e-9):
+        raise ValueError(f"saved shock profile {csv} is for Mach {meta['mach']:g}, not {states.mach:g}")
+    d = read_csv(csv)
+    return ShockProfile(d["x"], d["rho"], d["u"], d["T"], d["sigma"], d["q"], states, model, meta)
+
+
 def plot_profiles(profiles: dict[str, ShockProfile], axes: Any = None, xlim: tuple[float, float] | None = None) -> Any:
     """Five panels: normalized ρ, u, T, and σ, q (units p1 = ρ1T1 and ρ1 T1^{3/2}) against x/λ1."""
     import matplotlib.pyplot as plt
@@ -158,7 +174,7 @@ def plot_profiles(profiles: dict[str, ShockProfile], axes: Any = None, xlim: tup
         ax.set_xlabel(r"$x/\lambda_1$")
         if xlim is not None:
             ax.set_xlim(*xlim)
-    axes[0].legend(loc="best")
+    axes[0].legend(loc="upper left")  # normalized ρ rises from 0 (left) to 1 (right): that corner is empty
     return axes
 
 

@@ -1,4 +1,4 @@
-"""Mach 5.5 hard-sphere normal shock of the full Boltzmann equation against BGK and NSF (issue 9).
+"""Mach 5.5 hard-sphere normal shock of the full Boltzmann equation against BGK, NSF and MLC (issue 9).
 
     python scripts/boltzmann_shock.py                        # needs a CUDA device (boltzmann.device)
     python scripts/boltzmann_shock.py reuse_profiles=true    # table and figure from the saved profiles
@@ -8,6 +8,8 @@ velocity grid (:class:`kinclose.kinetic.boltzmann_torch.TorchBoltzmannDVMSolver`
 ``grids`` (each starts from the previous profile). References, on the CPU: BGK on the same grid (the
 same discretisation, so the difference is the collision model), BGK on its converged default grid
 (``conf/model/dvm.yaml``), and NSF with the Boltzmann Prandtl number 2/3 (and with BGK's Pr = 1).
+Reduced moment models (``reduced``, CPU): the closure and learned collision source trained on Boltzmann
+labels with strong shocks (``pretrained:mlc_boltzmann``), and the default BGK-trained closure.
 
 Writes ``results/boltzmann_shock_M<mach>.md`` / ``.json`` / ``.png`` and the Boltzmann profiles
 ``results/boltzmann_shock/dx<dx>.csv`` + ``.json`` (profile and metrics). Config:
@@ -16,7 +18,6 @@ Writes ``results/boltzmann_shock_M<mach>.md`` / ``.json`` / ``.png`` and the Bol
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from kinclose.shockprofile import (
     center,
     plot_profiles,
     profile_metrics,
-    read_csv,
+    read_saved_profile,
     write_csv,
 )
 
@@ -48,13 +49,6 @@ def _profile_paths(out_dir: Path, dx: float) -> tuple[Path, Path]:
     return base / f"dx{dx:g}.csv", base / f"dx{dx:g}.json"
 
 
-def _saved_profile(csv: Path, meta: Path, states: ShockStates) -> ShockProfile:
-    """A Boltzmann profile written by :func:`boltzmann_profiles` (fields csv, metrics json)."""
-    d = read_csv(csv)
-    return ShockProfile(d["x"], d["rho"], d["u"], d["T"], d["sigma"], d["q"], states, "dvm-boltzmann",
-                        json.loads(meta.read_text()))
-
-
 def boltzmann_profiles(cfg: DictConfig, states: ShockStates, out_dir: Path) -> dict[float, ShockProfile]:
     """Solve (or, with ``reuse_profiles``, read) the Boltzmann shock on every grid of ``cfg.grids``."""
     from kinclose.kinetic.boltzmann_dvm import steady_shock_boltzmann
@@ -67,11 +61,11 @@ def boltzmann_profiles(cfg: DictConfig, states: ShockStates, out_dir: Path) -> d
         if cfg.reuse_profiles:
             if not (csv.exists() and meta.exists()):
                 raise FileNotFoundError(f"reuse_profiles=true but {csv} or {meta} is missing; run with a GPU first")
-            p = _saved_profile(csv, meta, states)
+            p = read_saved_profile(csv, states, "dvm-boltzmann")
         else:
             start, before = prev, None
             if cfg.continue_saved and csv.exists() and meta.exists():
-                start = _saved_profile(csv, meta, states)
+                start = read_saved_profile(csv, states, "dvm-boltzmann")
                 before = start.metrics
             opts = OmegaConf.to_container(cfg.boltzmann, resolve=True)
             p = steady_shock_boltzmann(states, omega=float(cfg.omega), dx=dx, levels=1,
@@ -122,6 +116,28 @@ def references(cfg: DictConfig, states: ShockStates, dx: float) -> dict[str, Sho
     return out
 
 
+def reduced_models(cfg: DictConfig, states: ShockStates) -> dict[str, ShockProfile]:
+    """The reduced moment models of ``cfg.reduced`` (CPU): options of ``conf/model/mlc.yaml`` updated by
+    each entry (``label``: its row name); an entry with a learned ``source`` runs with ``collision=boltzmann``, one without with BGK's."""
+    empty = OmegaConf.create({})
+    out = {}
+    for key, entry in cfg.reduced.items():
+        extra = OmegaConf.to_container(entry, resolve=True)
+        name = str(extra.pop("label", key))
+        opts = model_options(empty, "mlc")
+        unknown = set(extra) - set(opts)
+        if unknown:
+            raise KeyError(f"reduced.{key}: unknown option(s) {sorted(unknown)}; valid: {sorted(opts)} and label")
+        opts.update(extra)
+        collision = "bgk" if opts.get("source") is None else "boltzmann"
+        p, row = solve_model(states, "mlc", collision=collision, omega=float(cfg.omega), options=opts)
+        p.metrics["wall_s"] = row["wall_s"]
+        log.info("%s: 1/delta %.4f, converged %s, %.1f s", name, row["inv_density_thickness"], row["converged"],
+                 row["wall_s"])
+        out[name] = p
+    return out
+
+
 def _row(p: ShockProfile) -> dict:
     m = profile_metrics(p)
     row = {k: m.get(k) for k in ROW_KEYS}
@@ -134,7 +150,7 @@ def _row(p: ShockProfile) -> dict:
 def markdown(result: dict) -> str:
     s = result["states"]
     lines = [
-        f"# Mach {result['mach']:g} normal shock: Boltzmann (hard spheres) vs BGK vs NSF",
+        f"# Mach {result['mach']:g} normal shock: Boltzmann (hard spheres) vs BGK, NSF and MLC",
         "",
         (f"Units: R = ρ1 = T1 = 1, u1 = {s['u1']:.4f}; x in upstream hard-sphere mean free paths λ1 = "
          "16/(5√(2π)) μ1/(ρ1√T1) (= 1/(√2πd²n1), first-Sonine viscosity). Boltzmann: fast spectral VHS "
@@ -170,6 +186,7 @@ def main(cfg: DictConfig) -> None:
     boltz = boltzmann_profiles(cfg, states, out_dir)
     finest = min(boltz)
     refs = references(cfg, states, finest)
+    refs.update(reduced_models(cfg, states))
     ref = boltz[finest]
     rows = {f"Boltzmann, dx={dx:g}": _row(p) for dx, p in sorted(boltz.items(), reverse=True)}
     rows.update({name: _row(p) for name, p in refs.items()})
@@ -186,10 +203,15 @@ def main(cfg: DictConfig) -> None:
     atomic_write_json(out_dir / f"{stem}.json", result)
     atomic_write_text(out_dir / f"{stem}.md", markdown(result))
     shown = {"dvm-boltzmann": ref, "dvm-bgk": refs[f"BGK, dx={finest:g}"], "nsf": refs["NSF, Pr = 2/3"]}
+    if cfg.plot_reduced is not None:
+        plotted = OmegaConf.to_container(cfg.reduced[cfg.plot_reduced], resolve=True)
+        shown["mlc-boltzmann"] = refs[str(plotted.get("label", cfg.plot_reduced))]
     axes = plot_profiles(shown, xlim=(-12.0, 6.0))
     fig = axes[0].figure
-    fig.suptitle(f"Mach {cfg.mach:g} hard-sphere shock: Boltzmann vs BGK (Δx = {finest:g} λ1) vs NSF (Pr = 2/3)",
-                 fontsize=9)
+    title = f"Mach {cfg.mach:g} hard-sphere shock: Boltzmann vs BGK (Δx = {finest:g} λ1) vs NSF (Pr = 2/3)"
+    if cfg.plot_reduced is not None:
+        title += " vs MLC"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     atomic_savefig(fig, out_dir / f"{stem}.png")
     plt.close(fig)

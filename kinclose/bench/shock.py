@@ -19,7 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from kinclose.apps.shock import get_shock_solver
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
 from kinclose.physics import ShockStates, rankine_hugoniot
-from kinclose.shockprofile import FIELDS, ShockProfile, center, plot_profiles, profile_metrics
+from kinclose.shockprofile import (
+    FIELDS,
+    ShockProfile,
+    center,
+    plot_profiles,
+    profile_metrics,
+    read_saved_profile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,7 @@ def run(cfg: DictConfig) -> dict:
             continue
         log.info("%s: inverse density thickness %.4f, %.2f s", name, rows[name]["inv_density_thickness"],
                  rows[name]["wall_s"])
+    saved = _saved_profiles(cfg, states, profiles, rows, failures)
     ref = profiles[cfg.reference]
     for name, prof in profiles.items():
         rows[name].update(field_errors(prof, ref))
@@ -105,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
     stem = f"shock_M{float(cfg.mach):g}"
     result = {"mach": float(cfg.mach), "omega": float(cfg.omega), "collision": str(cfg.collision.name),
               "reference": cfg.reference, "units": "x in upstream mean free paths (VHS), R = rho1 = T1 = 1",
-              "models": rows, "failures": failures}
+              "models": rows, "failures": failures, "saved_profiles": saved}
     atomic_write_json(out_dir / f"{stem}.json", result)
     atomic_write_text(out_dir / f"{stem}.md", markdown_table(result))
     axes = plot_profiles(profiles, xlim=tuple(cfg.xlim))
@@ -123,6 +131,35 @@ def run(cfg: DictConfig) -> dict:
     return result
 
 
+def _saved_profiles(cfg: DictConfig, states: ShockStates, profiles: dict[str, ShockProfile], rows: dict[str, dict],
+                    failures: dict[str, str]) -> dict[str, str]:
+    """Add the steady profiles of ``cfg.saved_profiles`` (name → {"M<mach>": csv written by another run, e.g.
+    the GPU Boltzmann shock of scripts/boltzmann_shock.py}) at this Mach number as rows that were read, not
+    solved; a missing file is reported under ``failures``. Returns name → path of the profiles added."""
+    added = {}
+    key = f"M{states.mach:g}"
+    for name, by_mach in (cfg.get("saved_profiles") or {}).items():
+        if name in profiles:
+            raise ValueError(f"saved_profiles.{name} has the name of a solved model; choose another")
+        path = by_mach.get(key)
+        if path is None:
+            continue
+        try:
+            p = center(read_saved_profile(path, states, str(name)))
+        except FileNotFoundError as exc:
+            failures[name] = f"not read: {exc}"
+            log.warning("saved profile %s skipped: %s", name, exc)
+            continue
+        m = profile_metrics(p)
+        profiles[name] = p
+        rows[name] = {"inv_density_thickness": m["inv_density_thickness"],
+                      "density_temperature_separation": m["density_temperature_separation"],
+                      "wall_s": float(p.metrics.get("wall_s", float("nan"))),
+                      "converged": bool(p.metrics.get("converged", True)), "residual": p.metrics.get("residual")}
+        added[str(name)] = str(path)
+    return added
+
+
 def markdown_table(result: dict) -> str:
     lines = [f"Mach {result['mach']:g} shock, {result['collision']}, ω = {result['omega']:g}; "
              f"reference {result['reference']}; {result['units']}.", "",
@@ -135,6 +172,9 @@ def markdown_table(result: dict) -> str:
         lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} | {conv} |")
     for name, msg in result.get("failures", {}).items():
         lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (3 + len(FIELDS)))
+    for name, path in result.get("saved_profiles", {}).items():
+        lines += ["", (f"{name}: read from `{path}` (solved by another run; its wall time is that run's), "
+                       "not solved here.")]
     for name, r in result["models"].items():
         if "complex_eigenvalue_fraction" in r:
             lines.append("")

@@ -353,7 +353,7 @@ class FastSpectralBoltzmann:
         # loss multiplier β⁻(m) = β⁺(m, m) with the same quadrature (mass conservation)
         loss = np.zeros((N, N, Nh))
         for jd in range(M):
-            p, q = self._dir_multipliers(jd)
+            p, q = self._term_multipliers(jd * self.rank, (jd + 1) * self.rank)
             loss += np.einsum("r,rijk,rijk->ijk", self._term_weight[jd * self.rank : (jd + 1) * self.rank], p, q)
         self._loss = loss
         self._build_projection()

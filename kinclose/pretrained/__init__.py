@@ -2,8 +2,9 @@
 
 Each folder holds ``closure.pt`` (self-contained: ensemble, W_eq, training range; loads with
 ``torch.load(weights_only=True)``), the ``moments.pt`` it was trained on, both ``metrics.json``
-files and ``train_command.txt`` (how to regenerate it). Refer to one as ``pretrained:<name>``
-wherever a closure path is expected.
+files and ``train_command.txt`` (how to regenerate it); a closure trained on Boltzmann data also ships
+its learned collision source ``source.pt``. Refer to one as ``pretrained:<name>`` wherever a closure
+(or source) path is expected.
 """
 
 from __future__ import annotations
@@ -31,3 +32,15 @@ def resolve_moments(path_or_name: str | Path) -> Path:
     """``pretrained:<name>`` → the ``moments.pt`` shipped beside that closure; any other value as a Path."""
     s = str(path_or_name)
     return resolve(s).with_name("moments.pt") if s.startswith(PREFIX) else Path(s)
+
+
+def resolve_source(path_or_name: str | Path) -> Path:
+    """``pretrained:<name>`` → the ``source.pt`` shipped beside that closure; any other value as a Path."""
+    s = str(path_or_name)
+    if not s.startswith(PREFIX):
+        return Path(s)
+    p = resolve(s).with_name("source.pt")
+    if not p.exists():
+        raise FileNotFoundError(f"the shipped closure {s!r} has no learned collision source (source.pt); "
+                                "only closures trained on Boltzmann data have one")
+    return p

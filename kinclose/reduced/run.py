@@ -40,12 +40,13 @@ def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None
 
 def load_source(source: Any) -> Any:
     """None (exact BGK source), a source object (``rate(W)``, ``beta``), or the path of a ``source.pt``
-    checkpoint (→ :class:`kinclose.closure.source.LearnedSource`)."""
+    checkpoint or ``pretrained:<name>`` (→ :class:`kinclose.closure.source.LearnedSource`)."""
     if source is None or not isinstance(source, (str, Path)):
         return source
     from kinclose.closure.source import LearnedSource  # torch only here
+    from kinclose.pretrained import resolve_source
 
-    return LearnedSource.from_checkpoint(source)
+    return LearnedSource.from_checkpoint(resolve_source(source))
 
 
 def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[str, Any]:
@@ -68,6 +69,13 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
                     "max_characteristic_speed": float(d["max_speed"]),
                     "fraction_speed_above_xi_max": float(d["fraction_above_xi_max"])})
     return out
+
+
+def source_name(source: Any) -> str:
+    """How a ``source`` argument is reported: "bgk" (None), the checkpoint path, or the object's type."""
+    if source is None:
+        return "bgk"
+    return str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
@@ -102,6 +110,5 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
     return Fields(problem.x, f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], s.t,
                   stats={"steps": s.steps, "wall_s": wall, "W_min": s.W.min(0).tolist(),
                          "W_max": s.W.max(0).tolist(), **closure_diagnostics(cl, s.U, s.W),
-                         "source": "bgk" if src is None else str(source if isinstance(source, (str, Path))
-                                                                  else type(src).__name__),
+                         "source": source_name(source),
                          "source_beta": None if src is None else s.source_beta})

@@ -8,13 +8,19 @@ profile, whole-cell re-centring, drift-corrected residual max|∂tρ| λ1/(ρ1 u
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
 from kinclose.kinetic.shock import march_steady, prolong
 from kinclose.physics import ShockStates, mfp_coefficient
 from kinclose.reduced.closure import ShapeClosure
-from kinclose.reduced.run import closure_diagnostics, load_closure
+from kinclose.reduced.run import (
+    closure_diagnostics,
+    load_closure,
+    load_source,
+    source_name,
+)
 from kinclose.reduced.solver import ReducedSolver
 from kinclose.shockprofile import ShockProfile
 
@@ -23,30 +29,36 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
-                  flux: str = "ap", clip: bool = False, progress: bool | None = False) -> ShockProfile:
+                  flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
+                  progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
     Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
     coarser than ``dx``, each result prolonged (piecewise-linear, conservative in U) onto the next;
     ``max_steps`` bounds the steps of each level; ``flux`` is the numerical flux of U ("ap" or
     "rusanov", :class:`ReducedSolver`); ``clip``: fluxes at W clipped to the closure's training box
-    (``kinclose.reduced.run.load_closure``).
+    (``kinclose.reduced.run.load_closure``). ``source``: None (the exact BGK source ν ρ (W_eq − W)), or a
+    learned collision source (object or path of a ``source.pt``, ``kinclose-train stage=source``), which any
+    ``collision`` (e.g. "boltzmann") needs; ``source_beta_safety`` as :class:`ReducedSolver`.
     """
-    if collision != "bgk":
-        raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}")
+    if source is None and collision != "bgk":
+        raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}. "
+                         "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     s = states
     cl = load_closure(closure, xi_max, clip)
+    src = load_source(source)
     mu_ref = 1.0 / mfp_coefficient(omega)
     nx_coarse = max(8, int(round((x_max - x_min) / (dx * 2 ** (levels - 1)))))
     t0 = time.perf_counter()
     solver, level_steps = None, []
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
-                            left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux)
+                            left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
+                            source=src, source_beta_safety=source_beta_safety)
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
@@ -64,7 +76,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),
-               "n_moments": cl.n_moments, **closure_diagnostics(cl, solver.U, solver.W)}
+               "n_moments": cl.n_moments, "source": source_name(source),
+               **closure_diagnostics(cl, solver.U, solver.W)}
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
 
 

@@ -132,3 +132,19 @@ def test_kinclose_solve_with_a_source_checkpoint(closure, tmp_path) -> None:
         run_problem(prob, closure)
     out = run_problem(prob, closure, source=str(path))
     assert np.isfinite(out.rho).all() and out.stats["source_beta"] == pytest.approx(2.5)
+
+
+def test_shock_with_the_bgk_source_object_is_the_bgk_shock(closure) -> None:
+    from kinclose.physics import rankine_hugoniot
+    from kinclose.reduced.shock import reduced_shock
+
+    kw = {"closure": closure, "dx": 0.5, "x_min": -8.0, "x_max": 8.0, "levels": 1, "max_steps": 100, "check_every": 50}
+    states = rankine_hugoniot(2.0)
+    ref = reduced_shock(states, **kw)
+    p = reduced_shock(states, collision="boltzmann", source=BGKSource(closure.equilibrium(), beta=1.0), **kw)
+    for f in ("rho", "u", "T", "sigma", "q"):
+        np.testing.assert_array_equal(getattr(p, f), getattr(ref, f))
+    assert ref.metrics["source"] == "bgk" and p.metrics["source"] == "BGKSource"
+    assert np.abs(ref.sigma).max() > 0.01  # a genuine shock structure, not the initial guess
+    with pytest.raises(ValueError, match="learned collision source"):
+        reduced_shock(states, collision="boltzmann", **kw)
