@@ -7,7 +7,9 @@ The Boltzmann profiles come from the 1D-3V DVM with the fast spectral hard-spher
 velocity grid (:class:`kinclose.kinetic.boltzmann_torch.TorchBoltzmannDVMSolver`), one run per entry of
 ``grids`` (each starts from the previous profile). References, on the CPU: BGK on the same grid (the
 same discretisation, so the difference is the collision model), BGK on its converged default grid
-(``conf/model/dvm.yaml``), and NSF with the Boltzmann Prandtl number 2/3 (and with BGK's Pr = 1).
+(``conf/model/dvm.yaml``), NSF with the Boltzmann Prandtl number 2/3 (and with BGK's Pr = 1), and the
+Mott-Smith (u² moment) shock with the hard-sphere collision integral (:mod:`kinclose.kinetic.mott_smith`),
+whose reciprocal thickness Hicks, Yen & Reilly (1972) found to agree with the Boltzmann one at Mach 2.5–8.
 Reduced moment models (``reduced``, CPU): the closure and learned collision source trained on Boltzmann
 labels with strong shocks (``pretrained:mlc_boltzmann``), and the default BGK-trained closure.
 
@@ -19,6 +21,7 @@ Writes ``results/boltzmann_shock_M<mach>.md`` / ``.json`` / ``.png`` and the Bol
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import hydra
@@ -98,7 +101,8 @@ def _gpu_name(device: str) -> str | None:
 
 
 def references(cfg: DictConfig, states: ShockStates, dx: float) -> dict[str, ShockProfile]:
-    """BGK on the Boltzmann grid and on its default grid, NSF with Pr = 2/3 and Pr = 1 (CPU)."""
+    """BGK on the Boltzmann grid and on its default grid, NSF with Pr = 2/3 and Pr = 1, and the Mott-Smith
+    bimodal shock with the hard-sphere collision integral (``cfg.mott_smith``; all on the CPU)."""
     empty = OmegaConf.create({})
     b = cfg.boltzmann
     same = dict(model_options(empty, "dvm"), x_min=float(b.x_min), x_max=float(b.x_max), dx=dx, levels=1,
@@ -113,6 +117,13 @@ def references(cfg: DictConfig, states: ShockStates, dx: float) -> dict[str, Sho
         p, row = solve_model(states, model, collision=collision, omega=float(cfg.omega), options=opts)
         p.metrics["wall_s"] = row["wall_s"]
         out[name] = p
+    if cfg.mott_smith is not None:
+        from kinclose.kinetic.mott_smith import mott_smith_shock
+
+        t0 = time.perf_counter()
+        p = center(mott_smith_shock(states, omega=float(cfg.omega), **OmegaConf.to_container(cfg.mott_smith)))
+        p.metrics["wall_s"] = time.perf_counter() - t0
+        out["Mott-Smith (u² moment)"] = p
     return out
 
 

@@ -1,6 +1,7 @@
 """scripts/boltzmann_shock.py regenerates the Mach 5.5 Boltzmann table and figure from the saved
 profiles (``reuse_profiles=true``, the path that needs no GPU), solving the shipped Boltzmann-trained
-MLC (closure + learned collision source) on the CPU, and refuses to reuse missing ones."""
+MLC (closure + learned collision source) and the Mott-Smith shock on the CPU, and refuses to reuse missing
+ones."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def test_table_and_figure_from_saved_profiles(tmp_path: Path) -> None:
     assert mlc["converged"] and "MLC, BGK-trained" not in res["rows"]
     assert abs(mlc["inv_density_thickness"] / fine["inv_density_thickness"] - 1.0) < 0.1
     assert res["differences"]["MLC, Boltzmann-trained"]["rho_L2"] < 0.03
+    # the Mott-Smith (u² moment) shock with the hard-sphere collision integral, which Hicks, Yen & Reilly
+    # (1972) found to match the Boltzmann reciprocal thickness at Mach 2.5-8: within 5 %, density within 2 %
+    ms = res["rows"]["Mott-Smith (u² moment)"]
+    assert abs(ms["inv_density_thickness"] / fine["inv_density_thickness"] - 1.0) < 0.05
+    assert res["differences"]["Mott-Smith (u² moment)"]["rho_L2"] < 0.02
 
 
 def test_missing_profiles_are_refused(tmp_path: Path) -> None:
