@@ -141,6 +141,8 @@ def _saved_profiles(cfg: DictConfig, states: ShockStates, profiles: dict[str, Sh
     for name, by_mach in (cfg.get("saved_profiles") or {}).items():
         if name in profiles:
             raise ValueError(f"saved_profiles.{name} has the name of a solved model; choose another")
+        if not hasattr(by_mach, "get"):
+            raise ValueError(f"saved_profiles.{name} must map 'M<mach>' to a profile csv, got {by_mach!r}")
         path = by_mach.get(key)
         if path is None:
             continue

@@ -71,6 +71,13 @@ def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[
     return out
 
 
+def require_source(collision: str, source: Any) -> None:
+    """Any collision model but BGK needs a learned collision source (the built-in one is BGK's)."""
+    if source is None and collision != "bgk":
+        raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}. "
+                         "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
+
+
 def source_name(source: Any) -> str:
     """How a ``source`` argument is reported: "bgk" (None), the checkpoint path, or the object's type."""
     if source is None:
@@ -88,9 +95,7 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
     ``source.pt`` (learned collision source, any collision model); ``source_beta_safety`` multiplies
     its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`);
     ``clip``: fluxes at W clipped to the closure's training box (:func:`load_closure`)."""
-    if source is None and problem.collision != "bgk":
-        raise ValueError(f"the reduced model has the exact BGK source only; got collision={problem.collision!r}. "
-                         "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
+    require_source(problem.collision, source)
     src = load_source(source)
     cl = load_closure(closure, xi_max, clip)
     left = right = None

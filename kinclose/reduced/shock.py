@@ -19,6 +19,7 @@ from kinclose.reduced.run import (
     closure_diagnostics,
     load_closure,
     load_source,
+    require_source,
     source_name,
 )
 from kinclose.reduced.solver import ReducedSolver
@@ -41,9 +42,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     learned collision source (object or path of a ``source.pt``, ``kinclose-train stage=source``), which any
     ``collision`` (e.g. "boltzmann") needs; ``source_beta_safety`` as :class:`ReducedSolver`.
     """
-    if source is None and collision != "bgk":
-        raise ValueError(f"the reduced model has the exact BGK source only; got collision={collision!r}. "
-                         "Pass source=<path of source.pt> (kinclose-train stage=source) for a learned collision source")
+    require_source(collision, source)
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     if levels < 1:
