@@ -77,15 +77,21 @@ def solve_model(states: ShockStates, name: str, *, collision: str, omega: float,
     prof = get_shock_solver(name)(states, collision=collision, omega=omega, **options)
     wall = time.perf_counter() - t0
     prof = center(prof)
+    return prof, profile_row(prof, wall)
+
+
+def profile_row(prof: ShockProfile, wall_s: float) -> dict:
+    """Table row of a centred profile: inverse density thickness, T–ρ separation (λ1), ``wall_s``,
+    ``converged``/``residual`` and the closure diagnostics (``DIAGNOSTIC_KEYS``) it reports."""
     m = profile_metrics(prof)
     row = {"inv_density_thickness": m["inv_density_thickness"],
            "density_temperature_separation": m["density_temperature_separation"],
-           "wall_s": wall, "converged": bool(m.get("converged", True)),
+           "wall_s": wall_s, "converged": bool(m.get("converged", True)),
            "residual": m.get("residual")}
     for key in DIAGNOSTIC_KEYS:
         if key in m:
             row[key] = m[key]
-    return prof, row
+    return row
 
 
 def run(cfg: DictConfig) -> dict:
@@ -152,12 +158,8 @@ def _saved_profiles(cfg: DictConfig, states: ShockStates, profiles: dict[str, Sh
             failures[name] = f"not read: {exc}"
             log.warning("saved profile %s skipped: %s", name, exc)
             continue
-        m = profile_metrics(p)
         profiles[name] = p
-        rows[name] = {"inv_density_thickness": m["inv_density_thickness"],
-                      "density_temperature_separation": m["density_temperature_separation"],
-                      "wall_s": float(p.metrics.get("wall_s", float("nan"))),
-                      "converged": bool(p.metrics.get("converged", True)), "residual": p.metrics.get("residual")}
+        rows[name] = profile_row(p, float(p.metrics.get("wall_s", float("nan"))))
         added[str(name)] = str(path)
     return added
 
