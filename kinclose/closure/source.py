@@ -29,7 +29,8 @@ standardization buffers as :class:`~kinclose.closure.networks.StressHeatNet`; R�
 
 Linearization rate: β* = spectral radius of −∂R̂/∂W at W_eq (1 for BGK), and its 99th percentile
 over training states; stored in the checkpoint for the Filbet–Jin penalisation of
-:class:`kinclose.reduced.solver.ReducedSolver`.
+:class:`kinclose.reduced.solver.ReducedSolver` (``source_scheme="penalized"``; its default
+linearized scheme uses the Jacobian of :meth:`LearnedSource.rate_jacobian` instead).
 
 Stage ``kinclose-train stage=source moments_ckpt=... data.root=...`` writes ``source.pt``
 (atomically; loads with ``torch.load(weights_only=True)``), ``metrics.json`` and
@@ -280,18 +281,25 @@ def source_statistics(W: NDArray, R: NDArray, w_eq: NDArray) -> dict[str, NDArra
 
 
 # ====================================================================== linearization rate
-def jacobians(model: Any, W: NDArray, batch: int = 1024) -> NDArray:
-    """∂R̂/∂W (n, M, M) of ``model`` (W (n, M) → (n, M), rows independent) by M backward passes."""
+def rate_and_jacobians(model: Any, W: NDArray, batch: int = 1024) -> tuple[NDArray, NDArray]:
+    """R̂ (n, M) and ∂R̂/∂W (n, M, M) of ``model`` (W (n, M) → (n, M), rows independent) by M backward passes."""
     W = np.atleast_2d(np.asarray(W, dtype=float))
     n, M = W.shape
+    R = np.empty((n, M))
     out = np.empty((n, M, M))
     for i in range(0, n, batch):
         x = torch.as_tensor(W[i:i + batch], dtype=torch.float64).clone().requires_grad_(True)
         y = model(x)
+        R[i:i + batch] = y.detach().numpy()
         for j in range(M):
             (gr,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j < M - 1)
             out[i:i + batch, j, :] = gr.detach().numpy()
-    return out
+    return R, out
+
+
+def jacobians(model: Any, W: NDArray, batch: int = 1024) -> NDArray:
+    """∂R̂/∂W (n, M, M) of ``model`` (W (n, M) → (n, M), rows independent)."""
+    return rate_and_jacobians(model, W, batch)[1]
 
 
 def spectral_radii(J: NDArray) -> NDArray:
@@ -406,6 +414,7 @@ class LearnedSource:
     """Collision source of the reduced solver from a trained :class:`SourceEnsemble` (NumPy in/out).
 
     ``rate(W)`` : (n, M) → R̂(W) (n, M), the ensemble mean (float64 torch, no gradients);
+    ``rate_jacobian(W)`` : (R̂ (n, M), ∂R̂/∂W (n, M, M)) for the linearized implicit scheme;
     ``beta`` : the penalisation rate β of the Filbet–Jin splitting (metadata ``beta.beta_q99``, or
     ``beta_eq`` if that is missing); ``w_eq`` : (M,) the anchor W_eq.
     """
@@ -432,6 +441,10 @@ class LearnedSource:
         with torch.no_grad():
             return self.ensemble(torch.as_tensor(np.ascontiguousarray(W, dtype=float))).numpy()
 
+    def rate_jacobian(self, W: NDArray) -> tuple[NDArray, NDArray]:
+        """R̂(W) (n, M) and ∂R̂/∂W (n, M, M) of the ensemble mean (autograd, float64)."""
+        return rate_and_jacobians(self.ensemble, W)
+
 
 class BGKSource:
     """R̂ = W_eq − W with β = 1: the exact BGK source as a source object (tests, reference runs)."""
@@ -443,6 +456,11 @@ class BGKSource:
 
     def rate(self, W: NDArray) -> NDArray:
         return self.w_eq[None, :] - W
+
+    def rate_jacobian(self, W: NDArray) -> tuple[NDArray, NDArray]:
+        """W_eq − W (n, M) and ∂R̂/∂W = −I (n, M, M)."""
+        W = np.atleast_2d(np.asarray(W, dtype=float))
+        return self.w_eq[None, :] - W, np.broadcast_to(-np.eye(self.n_moments), (W.shape[0],) + (self.n_moments,) * 2)
 
 
 # ====================================================================== stage

@@ -738,14 +738,9 @@ class BoltzmannDVMSolver:
 
     def shift_cells(self, shift: int) -> None:
         """Move the interior profile by ``shift`` cells towards x = 0, refilling with the reservoirs."""
-        inner = self.f[NGHOST:-NGHOST]
-        if shift > 0:
-            inner[:-shift] = inner[shift:].copy()
-            inner[-shift:] = self._right
-        else:
-            k = -shift
-            inner[k:] = inner[:-k].copy()
-            inner[:k] = self._left
+        from kinclose.kinetic.shock import shift_rows
+
+        shift_rows(self.f[NGHOST:-NGHOST], shift, self._left, self._right)
 
     @property
     def interior(self) -> NDArray[np.float64]:

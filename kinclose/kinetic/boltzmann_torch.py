@@ -346,14 +346,9 @@ class TorchBoltzmannDVMSolver(BoltzmannDVMSolver):
         self.steps += 1
 
     def shift_cells(self, shift: int) -> None:
-        inner = self.f[NGHOST:-NGHOST]
-        if shift > 0:
-            inner[:-shift] = inner[shift:].clone()
-            inner[-shift:] = self._right
-        else:
-            k = -shift
-            inner[k:] = inner[:-k].clone()
-            inner[:k] = self._left
+        from kinclose.kinetic.shock import shift_rows
+
+        shift_rows(self.f[NGHOST:-NGHOST], shift, self._left, self._right)
 
     # ------------------------------------------------------------------ output
     def fields_array(self) -> NDArray[np.float64]:

@@ -206,14 +206,23 @@ def prolong(f: np.ndarray) -> np.ndarray:
     return out
 
 
+def shift_rows(a: Any, shift: int, left: Any, right: Any) -> None:
+    """Move the rows of ``a`` (nx, ...) by ``shift`` ≠ 0 rows towards row 0 (shift > 0: the shock sits
+    at x > 0 and moves left) in place, refilling the vacated rows with ``left`` or ``right`` (broadcast
+    to a row). ``a`` is a NumPy array or a torch tensor."""
+    def copy(b: Any) -> Any:
+        return b.clone() if hasattr(b, "clone") else b.copy()
+
+    if shift > 0:
+        a[:-shift] = copy(a[shift:])
+        a[-shift:] = right
+    else:
+        k = -shift
+        a[k:] = copy(a[:-k])
+        a[:k] = left
+
+
 def _shift_cells(solver: DVMSolver, shift: int) -> None:
     """Move the interior profile by ``shift`` cells towards x = 0, refilling with the reservoirs."""
     for f, left, right in ((solver.g, solver._left_g, solver._right_g), (solver.h, solver._left_h, solver._right_h)):
-        inner = f[2:-2]
-        if shift > 0:  # shock sits at x > 0: move it left
-            inner[:-shift] = inner[shift:].copy()
-            inner[-shift:] = right
-        else:
-            k = -shift
-            inner[k:] = inner[:-k].copy()
-            inner[:k] = left
+        shift_rows(f[2:-2], shift, left, right)

@@ -87,12 +87,14 @@ def source_name(source: Any) -> str:
 
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
                 max_steps: int = 1_000_000, xi_max: float | None = None, source: Any = None,
-                source_beta_safety: float = 1.0, flux: str = "ap", clip: bool = False) -> Fields:
+                source_beta_safety: float = 1.0, flux: str = "ap", clip: bool = False,
+                source_scheme: str = "linearized") -> Fields:
     """Advance the closed moment system from Maxwellian initial data to ``problem.t_end``; the stats
     hold the steps, wall time, range of W and :func:`closure_diagnostics` of the final state.
 
     ``source`` : None (exact BGK source; the problem must be BGK), a source object or the path of a
-    ``source.pt`` (learned collision source, any collision model); ``source_beta_safety`` multiplies
+    ``source.pt`` (learned collision source, any collision model); ``source_scheme`` its implicit
+    scheme ("linearized" or "penalized", :class:`ReducedSolver`); ``source_beta_safety`` multiplies
     its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`);
     ``clip``: fluxes at W clipped to the closure's training box (:func:`load_closure`)."""
     require_source(problem.collision, source)
@@ -103,7 +105,8 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
         left = (problem.rho[0], problem.u[0], problem.T[0])
         right = (problem.rho[-1], problem.u[-1], problem.T[-1])
     s = ReducedSolver(problem.x_left, problem.x_right, problem.nx, cl, problem.mu_ref, problem.omega,
-                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety, flux=flux)
+                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety, flux=flux,
+                      source_scheme=source_scheme)
     s.set_state(problem.rho, problem.u, problem.T)
     t0 = time.perf_counter()
     while s.t < problem.t_end - 1e-14 * max(1.0, problem.t_end):
@@ -116,4 +119,6 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
                   stats={"steps": s.steps, "wall_s": wall, "W_min": s.W.min(0).tolist(),
                          "W_max": s.W.max(0).tolist(), **closure_diagnostics(cl, s.U, s.W),
                          "source": source_name(source),
-                         "source_beta": None if src is None else s.source_beta})
+                         "source_beta": None if src is None else s.source_beta,
+                         "source_scheme": None if src is None else s.source_scheme,
+                         "source_shifted_cells": s.source_shifted_cells})

@@ -31,6 +31,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
                   flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
+                  source_scheme: str = "linearized",
                   progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
@@ -40,7 +41,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     "rusanov", :class:`ReducedSolver`); ``clip``: fluxes at W clipped to the closure's training box
     (``kinclose.reduced.run.load_closure``). ``source``: None (the exact BGK source ν ρ (W_eq − W)), or a
     learned collision source (object or path of a ``source.pt``, ``kinclose-train stage=source``), which any
-    ``collision`` (e.g. "boltzmann") needs; ``source_beta_safety`` as :class:`ReducedSolver`.
+    ``collision`` (e.g. "boltzmann") needs; ``source_scheme``, ``source_beta_safety`` as :class:`ReducedSolver`.
     """
     require_source(collision, source)
     if not (x_min < 0.0 < x_max):
@@ -57,7 +58,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
                             left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
-                            source=src, source_beta_safety=source_beta_safety)
+                            source=src, source_beta_safety=source_beta_safety, source_scheme=source_scheme)
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
@@ -76,24 +77,19 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),
                "n_moments": cl.n_moments, "source": source_name(source),
+               "source_scheme": None if src is None else source_scheme,
+               "source_shifted_cells": solver.source_shifted_cells,
                **closure_diagnostics(cl, solver.U, solver.W)}
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
 
 
 def _shift(solver: ReducedSolver, shift: int) -> None:
     """Move the profile by ``shift`` whole cells towards x = 0, refilling from the reservoirs."""
+    from kinclose.kinetic.shock import shift_rows
     from kinclose.physics import conservative
 
-    U, W = solver.U, solver.W
-    if shift > 0:
-        U[:-shift], W[:-shift] = U[shift:].copy(), W[shift:].copy()
-        U[-shift:] = conservative(*solver.right)
-        W[-shift:] = solver.W_eq
-    else:
-        k = -shift
-        U[k:], W[k:] = U[:-k].copy(), W[:-k].copy()
-        U[:k] = conservative(*solver.left)
-        W[:k] = solver.W_eq
+    shift_rows(solver.U, shift, conservative(*solver.left), conservative(*solver.right))
+    shift_rows(solver.W, shift, solver.W_eq, solver.W_eq)
 
 
 def mlc_shock(states: ShockStates, **kw) -> ShockProfile:

@@ -11,18 +11,28 @@ R_a W = (W + aν W_eq)/(1 + aν), ν = ρ T^{1−ω}/μ_ref, exact because colli
 Δt is independent of ε and the O(ε) Navier–Stokes deviation of W survives the stiff limit.
 
 Learned collision source (``source=``, e.g. :class:`kinclose.closure.source.LearnedSource` trained on
-Boltzmann data): the source of ρW is ν ρ R̂(W) instead of ν ρ (W_eq − W). The implicit stage uses the
-penalisation of Filbet & Jin (J. Comput. Phys. 229, 2010),
+Boltzmann data): the source of ρW is ν ρ R̂(W) instead of ν ρ (W_eq − W). The implicit stage
+W = W* + aν R̂(W) is solved by one of two schemes (``source_scheme``):
 
-    ν R̂(W) = ν [R̂(W) − β (W_eq − W)] + ν β (W_eq − W),
+* ``"linearized"`` (default): one Newton step from the stage input W* (linearly implicit Euler),
 
-the bracket explicit at the stage input W*, the BGK-like last term implicit:
+      W = W* + aν (I − aν J)⁻¹ R̂(W*),   J = ∂R̂/∂W (W*) − s I,
 
-    W = (W* + aν [R̂(W*) − β (W_eq − W*)] + aνβ W_eq) / (1 + aνβ),
+  s = max(0, largest real part of the eigenvalues of ∂R̂/∂W(W*)) (0 for a stable source; a cell
+  with s > 0 is counted in ``source_shifted_cells``). Exact for a linear source, so R̂ = W_eq − W
+  gives the BGK update (to round-off), and for aν → ∞ the deviation W − W_eq = O(ε) that transport
+  produces is kept with the source's own rates: the Navier–Stokes limit of the learned source.
+* ``"penalized"``: the penalisation of Filbet & Jin (J. Comput. Phys. 229, 2010),
+  ν R̂(W) = ν [R̂(W) − β (W_eq − W)] + ν β (W_eq − W), the bracket explicit at W*,
 
-with β = ``source_beta_safety`` × ``source.beta`` (the checkpoint's rate β*, spectral radius of −∂R̂/∂W
-over training states; the linearized update is stable for real eigenvalues of −∂R̂/∂W in [0, 2β]).
-R̂ = W_eq − W with β = 1 gives the BGK update bit for bit.
+      W = (W* + aν [R̂(W*) − β (W_eq − W*)] + aνβ W_eq) / (1 + aνβ),
+
+  β = ``source_beta_safety`` × ``source.beta`` (the checkpoint's β*, spectral radius of −∂R̂/∂W over
+  training states). Stable for real eigenvalues of −∂R̂/∂W in [0, 2β], but for aν → ∞ a mode with rate
+  λ < β keeps the factor 1 − λ/β of its deviation per stage instead of relaxing: its relaxation
+  time becomes ~Δt β/λ instead of ε/λ, so the O(ε) stress and heat flux are wrong whenever Δt ≫ ε
+  (exact only when every rate equals β, as for BGK with β = 1). Kept for comparison
+  (``results/boltzmann_source_scheme.md``).
 
 One forward-Euler transport operator for cell j:
 
@@ -98,6 +108,9 @@ class ReducedSolver:
     limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
     source : None (exact BGK source ν ρ (W_eq − W), default) or an object with ``rate(W)`` (n, M) → R̂ (n, M),
         a float ``beta`` > 0 and optionally ``w_eq`` (M,) (must equal the closure's W_eq).
+        For ``source_scheme="linearized"`` it also needs ``rate_jacobian(W)`` → (R̂ (n, M), ∂R̂/∂W (n, M, M)).
+    source_scheme : "linearized" (Newton step with the source's Jacobian, default) or "penalized"
+        (Filbet–Jin with β); module docstring.
     source_beta_safety : factor > 0 on ``source.beta`` in the penalisation (module docstring).
     flux : numerical flux of U: "ap" (Knudsen-weighted Rusanov / Euler-HLLC blend, module docstring)
         or "rusanov".
@@ -107,7 +120,7 @@ class ReducedSolver:
                  omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
                  left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
                  fixed_point_iters: int = 2, limiter: str = "mc", source: Any = None,
-                 source_beta_safety: float = 1.0, flux: str = "ap") -> None:
+                 source_beta_safety: float = 1.0, flux: str = "ap", source_scheme: str = "linearized") -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
@@ -129,9 +142,16 @@ class ReducedSolver:
         self.left, self.right = left, right
         self.source = source
         self.source_beta = math.nan
+        if source_scheme not in ("linearized", "penalized"):
+            raise ValueError(f"unknown source_scheme {source_scheme!r}; choose 'linearized' or 'penalized'")
+        self.source_scheme = source_scheme
+        self.source_shifted_cells = 0
         if source is not None:
             if not callable(getattr(source, "rate", None)):
                 raise TypeError(f"source must have a rate(W) method, got {type(source).__name__}")
+            if source_scheme == "linearized" and not callable(getattr(source, "rate_jacobian", None)):
+                raise TypeError(f"source_scheme='linearized' needs a source with rate_jacobian(W), "
+                                f"{type(source).__name__} has none; use source_scheme='penalized'")
             if getattr(source, "n_moments", self.M) != self.M:
                 raise ValueError(f"the source has {source.n_moments} moments, the closure {self.M}: they must come "
                                  "from the same moments model")
@@ -297,17 +317,27 @@ class ReducedSolver:
         """Implicit-Euler BGK relaxation W = (W* + aν W_eq)/(1 + aν) in the cell's own frame; U (hence
         ν = ρ T^{1−ω}/μ_ref) is unchanged by collisions. Implicit Euler rather than the exact exponential:
         within the IMEX stage it keeps the O(ε) deviation produced by transport (the Navier–Stokes
-        limit), which a split exact relaxation would erase."""
+        limit), which a split exact relaxation would erase. With a learned source: the scheme of
+        ``source_scheme`` (module docstring)."""
         if math.isinf(self.mu_ref):
             return W
         rho, u, T = primitive(U)
         an = (a * rho * T ** (1.0 - self.omega) / self.mu_ref)[:, None]
         if self.source is None:
             return (W + an * self.W_eq) / (1.0 + an)
-        # Filbet–Jin: explicit [R̂(W*) − β(W_eq − W*)], implicit β(W_eq − W)
-        b = self.source_beta
-        R = np.asarray(self.source.rate(W), dtype=float)
-        return (W + an * (R - b * (self.W_eq - W)) + an * b * self.W_eq) / (1.0 + an * b)
+        if self.source_scheme == "penalized":  # Filbet–Jin: explicit [R̂(W*) − β(W_eq − W*)], implicit β(W_eq − W)
+            b = self.source_beta
+            R = np.asarray(self.source.rate(W), dtype=float)
+            return (W + an * (R - b * (self.W_eq - W)) + an * b * self.W_eq) / (1.0 + an * b)
+        # linearly implicit Euler: W = W* + aν (I − aν J)⁻¹ R̂(W*)
+        R, J = self.source.rate_jacobian(W)
+        R, J = np.asarray(R, dtype=float), np.array(J, dtype=float)
+        shift = np.maximum(np.linalg.eigvals(J).real.max(axis=1), 0.0)
+        self.source_shifted_cells += int(np.count_nonzero(shift))
+        idx = np.arange(self.M)
+        J[:, idx, idx] -= shift[:, None]
+        A = np.eye(self.M)[None] - an[:, :, None] * J
+        return W + an * np.linalg.solve(A, R[:, :, None])[:, :, 0]
 
     def _combine(self, parts: list[tuple[float, NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
         """Σ c_k (U_k, ρ_k W_k) with the moments moved into the frame of the combined U."""
