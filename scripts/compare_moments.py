@@ -88,7 +88,8 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
                 model.encoder = NonlinearEncoder(model.grid, int(M), list(cfg.nonlinear_hidden))
             t1 = time.perf_counter()
             hist = fit(model, train, val, epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), lr=float(cfg.lr),
-                       lambda_eta=float(cfg.lambda_eta), seed=int(cfg.seed), device=device, progress=False)
+                       lambda_eta=float(cfg.lambda_eta), seed=int(cfg.seed), device=device, progress=False,
+                       relative_loss=bool(cfg.relative_loss))
             ev = evaluate(model, val, float(cfg.lambda_eta), device=device)
             summ = summarize(ev, val.kn)
             rows.append({"model": name, "M": int(M), "wall_s": time.perf_counter() - t1,

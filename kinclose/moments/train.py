@@ -331,13 +331,17 @@ def _tensors(data: ShapeData, device: str):
     return t(data.G), t(data.H), t(data.eta)
 
 
-def batch_loss(model, G, H, eta, lambda_eta: float):
-    """(mean loss, per-sample reconstruction term, per-sample entropy term, model output)."""
+def batch_loss(model, G, H, eta, lambda_eta: float, relative: bool = False):
+    """(mean loss, per-sample reconstruction term, per-sample entropy term, model output).
+
+    Loss per sample ‖Δ(ĝ, ĥ)‖² + λ_η Δη̂², or with ``relative`` ‖Δ(ĝ, ĥ)‖²/‖(ĝ, ĥ)‖² + λ_η Δη̂² (the square
+    of the reported relative L2 error); the returned reconstruction term is ‖Δ(ĝ, ĥ)‖² either way."""
     out = model(G, H)
     dxi = model.grid.dxi
     rec = ((out["G"] - G) ** 2 + (out["H"] - H) ** 2).sum(-1) * dxi
     ent = (out["eta"] - eta) ** 2
-    return (rec + lambda_eta * ent).mean(), rec, ent, out
+    fit_term = rec / ((G ** 2 + H ** 2).sum(-1) * dxi) if relative else rec
+    return (fit_term + lambda_eta * ent).mean(), rec, ent, out
 
 
 def evaluate(model, data: ShapeData, lambda_eta: float = 0.0, batch_size: int = 4096, device: str = "cpu") -> dict:
@@ -381,8 +385,9 @@ def summarize(ev: dict, kn: NDArray) -> dict:
 
 def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int, lr: float, lambda_eta: float,
         seed: int = 0, device: str = "cpu", lr_final_factor: float = 0.05, keep_best: bool = False,
-        progress: bool | None = None, log_every_s: float = 30.0) -> dict:
-    """Adam on the autoencoder loss; returns the history (per epoch: losses, validation mean rel L2).
+        progress: bool | None = None, log_every_s: float = 30.0, relative_loss: bool = False) -> dict:
+    """Adam on the autoencoder loss (``relative_loss``: the per-sample relative one, :func:`batch_loss`);
+    returns the history (per epoch: losses, validation mean rel L2).
 
     ``keep_best`` restores the parameters of the lowest validation loss at the end (early stopping);
     leave it off when ``val`` is also the set the errors are reported on, or the report is biased.
@@ -406,7 +411,8 @@ def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int
         with torch.no_grad():
             tot, rl = 0.0, 0.0
             for i in range(0, Gv.shape[0], 4096):
-                loss, rec, _, _ = batch_loss(model, Gv[i:i + 4096], Hv[i:i + 4096], ev[i:i + 4096], lambda_eta)
+                loss, rec, _, _ = batch_loss(model, Gv[i:i + 4096], Hv[i:i + 4096], ev[i:i + 4096], lambda_eta,
+                                             relative_loss)
                 n = rec.shape[0]
                 tot += float(loss) * n
                 norm = (Gv[i:i + 4096] ** 2 + Hv[i:i + 4096] ** 2).sum(-1) * model.grid.dxi
@@ -430,7 +436,7 @@ def fit(model, train: ShapeData, val: ShapeData, *, epochs: int, batch_size: int
         tot = 0.0
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            loss, _, _, _ = batch_loss(model, Gt[idx], Ht[idx], et[idx], lambda_eta)
+            loss, _, _, _ = batch_loss(model, Gt[idx], Ht[idx], et[idx], lambda_eta, relative_loss)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at epoch {ep}; lower the learning rate "
                                          f"(stage.lr={lr}) or lambda_eta")

@@ -168,6 +168,26 @@ def test_training_reduces_the_loss(tiny_dataset):
     np.testing.assert_allclose(ev2["loss"].mean(), min(h2["val_loss"]), rtol=1e-10, atol=0)
 
 
+
+def test_relative_loss_is_the_squared_reported_error(tiny_dataset):
+    """relative_loss trains on ‖Δ(ĝ, ĥ)‖²/‖(ĝ, ĥ)‖² + λ_η Δη̂², the square of evaluate's rel_l2 (plus entropy)."""
+    from kinclose.moments.train import batch_loss
+
+    m = _model("learned", M=2)
+    data = load_dataset(tiny_dataset, m.grid)
+    G, H, eta = _t(data.G), _t(data.H), _t(data.eta)
+    with torch.no_grad():
+        m.set_input_scale(m.encode(G, H))
+        loss_abs, rec, ent, _ = batch_loss(m, G, H, eta, 0.5)
+        loss_rel, rec2, _, _ = batch_loss(m, G, H, eta, 0.5, relative=True)
+    ev = evaluate(m, data, 0.5)
+    assert torch.equal(rec, rec2)  # the returned term stays absolute
+    np.testing.assert_allclose(float(loss_abs), float((rec + 0.5 * ent).mean()), rtol=1e-12)
+    np.testing.assert_allclose(float(loss_rel), float(np.mean(ev["rel_l2"] ** 2) + 0.5 * ent.mean()), rtol=1e-10)
+    assert abs(float(loss_rel) - float(loss_abs)) > 1e-3 * float(loss_abs)
+    hist = fit(m, data, data, epochs=4, batch_size=32, lr=3e-3, lambda_eta=0.5, seed=0, relative_loss=True)
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+
 def test_flux_moments_are_the_fluxes_of_stress_and_heat(tmp_path, cells):
     """flux_moments: W = (1 + σ̂, q̂, ∫ξ³ĝ, ½∫(ξ⁴ĝ + ξ²ĥ), learned …) by an independent quadrature; the
     Maxwellian gives (1, 0, 0, 5/2); M = 4 has no encoder network and survives a checkpoint round trip."""
