@@ -175,8 +175,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {r['dx']:.4g} | {r['inv_density_thickness']:.4f} | "
                      f"{r['density_temperature_separation']:.3f} | {r['T_max_over_T2']:.4f} | "
                      f"{'yes' if r['converged'] else 'no'} | {residual} | {steps} | {r['wall_s']:.1f} |")
-    lines += ["", (f"Relative L2 / L∞ differences against the Boltzmann profile on the finest grid "
-                   f"(Δx = {result['finest_dx']:g} λ1); ρ, u, T relative to their jump, σ, q to their range:"), "",
+    if result.get("gpus"):
+        lines += ["", "Boltzmann runs: " + "; ".join(f"dx={dx}: {g}" for dx, g in result["gpus"].items()) + "."]
+    lines += ["", (f"Relative L2 / L∞ differences against the Boltzmann profile on the finest grid that reached a "
+                   f"steady state (Δx = {result['finest_dx']:g} λ1); ρ, u, T relative to their jump, σ, q to their "
+                   "range:"), "",
               "| model | " + " | ".join(FIELDS) + " |", "|---|" + "---|" * len(FIELDS)]
     for name, e in result["differences"].items():
         lines.append(f"| {name} | " + " | ".join(f"{e[f + '_L2']:.2%} / {e[f + '_Linf']:.2%}" for f in FIELDS) + " |")
@@ -190,7 +193,10 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.out_dir)
     states = rankine_hugoniot(float(cfg.mach))
     boltz = boltzmann_profiles(cfg, states, out_dir)
-    finest = min(boltz)
+    steady = [dx for dx, p in boltz.items() if p.metrics.get("converged")]
+    if not steady:
+        log.warning("no Boltzmann grid reached a steady state; comparing with the finest, unconverged one")
+    finest = min(steady or boltz)  # the reference: the finest grid that reached a steady state
     refs = references(cfg, states, finest)
     refs.update(reduced_models(cfg, states))
     ref = boltz[finest]
@@ -203,6 +209,7 @@ def main(cfg: DictConfig) -> None:
         "states": {k: float(getattr(states, k)) for k in ("rho1", "u1", "T1", "rho2", "u2", "T2")},
         "boltzmann": OmegaConf.to_container(cfg.boltzmann, resolve=True),
         "device": ref.metrics.get("device"), "finest_dx": finest, "rows": rows, "differences": diffs,
+        "gpus": {f"{dx:g}": p.metrics["gpu"] for dx, p in sorted(boltz.items(), reverse=True) if p.metrics.get("gpu")},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     stem = f"boltzmann_shock_M{cfg.mach:g}"
