@@ -155,10 +155,12 @@ class LearnedClosure:
         W = self._W(W)
         frames = self._frames(W.shape[0], delta, tau)
         m, k, _, _ = self._evaluate(W, *frames, "frame")
-        if self.clip:
+        if self.clip:  # the flux k at the clipped state, m (the frame change of the moments) at W itself
             Wc = self._flux_states(W)
-            if not np.array_equal(Wc, W):
-                k = self._evaluate(Wc, *frames, "frame")[1]
+            rows = np.flatnonzero((Wc != W).any(1))
+            if rows.size:
+                k = k.copy()
+                k[rows] = self._evaluate(Wc[rows], *(f[rows] for f in frames), "frame")[1]
         return m, k
 
     # ----------------------------------------------------------------- exploration / diagnostics

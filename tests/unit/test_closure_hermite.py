@@ -162,7 +162,9 @@ def test_clip_evaluates_fluxes_at_the_training_box() -> None:
     Wc = np.clip(W, -0.05, 0.05)
     m, k = clipped.frame(W, d, t)
     np.testing.assert_array_equal(m, plain.frame(W, d, t)[0])
-    np.testing.assert_array_equal(k, plain.frame(Wc, d, t)[1])
+    # only the clipped rows are evaluated again (a smaller batch may round differently in float32)
+    np.testing.assert_allclose(k, plain.frame(Wc, d, t)[1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(k[3:], plain.frame(W, d, t)[1][3:])
     np.testing.assert_array_equal(clipped.stress_heat(W), plain.stress_heat(Wc))
     assert clipped.clip_counts == {"evaluated": 20, "clipped": 6}
     U = np.tile([1.0, 0.0, 1.5], (10, 1))
