@@ -181,6 +181,23 @@ def test_bad_sources_are_refused(closure) -> None:
     ReducedSolver(0, 1, NX, closure, mu, source=RateOnly(), source_scheme="penalized")
 
 
+@pytest.mark.parametrize("scheme", ["linearized", "penalized"])
+def test_a_non_finite_source_stops_with_a_clear_error(closure, scheme) -> None:
+    from kinclose.physics import PhysicalStateError
+
+    class Broken(LinearSource):
+        def rate(self, W):
+            R = super().rate(W)
+            R[3, 1] = np.nan
+            return R
+
+    s = ReducedSolver(0, 1, NX, closure, mu_ref_for_knudsen(0.01, 0.5), 0.5, "periodic", 0.4,
+                      source=Broken(closure.equilibrium()), source_scheme=scheme)
+    s.set_state(*_initial(closure))
+    with pytest.raises(PhysicalStateError, match="learned collision source returned non-finite values.*cell 3"):
+        s.step()
+
+
 def test_kinclose_solve_with_a_source_checkpoint(closure, tmp_path) -> None:
     from hydra import compose, initialize_config_module
 
