@@ -62,9 +62,10 @@ def boltzmann_profiles(cfg: DictConfig, states: ShockStates, out_dir: Path) -> d
         dx = float(grid.dx)
         csv, meta = _profile_paths(out_dir, dx)
         if cfg.reuse_profiles:
-            if not (csv.exists() and meta.exists()):
-                raise FileNotFoundError(f"reuse_profiles=true but {csv} or {meta} is missing; run with a GPU first")
-            p = read_saved_profile(csv, states, "dvm-boltzmann")
+            try:
+                p = read_saved_profile(csv, states, "dvm-boltzmann")
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"reuse_profiles=true but {exc}; run with a GPU first") from exc
         else:
             start, before = prev, None
             if cfg.continue_saved and csv.exists() and meta.exists():

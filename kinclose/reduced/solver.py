@@ -327,11 +327,13 @@ class ReducedSolver:
             return (W + an * self.W_eq) / (1.0 + an)
         if self.source_scheme == "penalized":  # Filbet–Jin: explicit [R̂(W*) − β(W_eq − W*)], implicit β(W_eq − W)
             b = self.source_beta
-            R = self._checked_source(W, np.asarray(self.source.rate(W), dtype=float))
+            R = np.asarray(self.source.rate(W), dtype=float)
+            self._check_source(W, R)
             return (W + an * (R - b * (self.W_eq - W)) + an * b * self.W_eq) / (1.0 + an * b)
         # linearly implicit Euler: W = W* + aν (I − aν J)⁻¹ R̂(W*)
         R, J = self.source.rate_jacobian(W)
-        R, J = self._checked_source(W, np.asarray(R, dtype=float), np.array(J, dtype=float))
+        R, J = np.asarray(R, dtype=float), np.array(J, dtype=float)
+        self._check_source(W, R, J)
         shift = np.maximum(np.linalg.eigvals(J).real.max(axis=1), 0.0)
         self.source_shifted_cells += int(np.count_nonzero(shift))
         idx = np.arange(self.M)
@@ -339,8 +341,8 @@ class ReducedSolver:
         A = np.eye(self.M)[None] - an[:, :, None] * J
         return W + an * np.linalg.solve(A, R[:, :, None])[:, :, 0]
 
-    def _checked_source(self, W: NDArray, *values: NDArray) -> Any:
-        """The learned source's outputs (R̂, and ∂R̂/∂W), unchanged; raises if one is not finite (never clips)."""
+    def _check_source(self, W: NDArray, *values: NDArray) -> None:
+        """Raise if an output of the learned source (R̂, ∂R̂/∂W) at W is not finite (never clips)."""
         for v in values:
             bad = ~np.isfinite(v.reshape(v.shape[0], -1)).all(1)
             if bad.any():
@@ -349,7 +351,6 @@ class ReducedSolver:
                     f"the learned collision source returned non-finite values at t={self.t:.6g}, cell {i} "
                     f"(x={self.x[i]:.4g}, W={np.round(W[i], 4).tolist()}); check the source checkpoint and its "
                     "training range")
-        return values[0] if len(values) == 1 else values
 
     def _combine(self, parts: list[tuple[float, NDArray, NDArray]]) -> tuple[NDArray, NDArray]:
         """Σ c_k (U_k, ρ_k W_k) with the moments moved into the frame of the combined U."""
