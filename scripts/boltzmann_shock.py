@@ -25,7 +25,7 @@ import os
 # Idle OpenMP threads sleep at once: this script runs numba's DVM references and then the learned collision
 # source (torch autograd at every stage), and the threads each runtime leaves spinning take the other's cores.
 # Measured on 2 cores, the Boltzmann-trained MLC row: 120-126 s with kinclose's GOMP_SPINCOUNT=20000
-# (kinclose/__init__.py), 41 s with passive, the same as in a process of its own; the BGK DVM rows get ~15 % slower.
+# (kinclose/__init__.py), 41 s with passive, the same as in a process of its own; the BGK DVM rows get 15-30 % slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import logging
