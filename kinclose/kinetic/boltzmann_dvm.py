@@ -54,7 +54,7 @@ from kinclose.kinetic import _kernels as K
 from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, NGHOST, OK
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
-from kinclose.kinetic.shock import march_steady
+from kinclose.kinetic.shock import march_steady, shift_rows
 from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage, checked_dt
 from kinclose.physics import check_state
 
@@ -738,8 +738,6 @@ class BoltzmannDVMSolver:
 
     def shift_cells(self, shift: int) -> None:
         """Move the interior profile by ``shift`` cells towards x = 0, refilling with the reservoirs."""
-        from kinclose.kinetic.shock import shift_rows
-
         shift_rows(self.f[NGHOST:-NGHOST], shift, self._left, self._right)
 
     @property

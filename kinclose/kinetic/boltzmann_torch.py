@@ -42,6 +42,7 @@ from kinclose.kinetic._kernels import (
 )
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.boltzmann_dvm import N_MAX_TORCH, BoltzmannDVMSolver
+from kinclose.kinetic.shock import shift_rows
 from kinclose.kinetic.solver import DELTA, GAM, checked_dt
 
 __all__ = ["TorchBoltzmannDVMSolver", "TorchSpectralOperator", "conservative_maxwellians", "transport"]
@@ -346,8 +347,6 @@ class TorchBoltzmannDVMSolver(BoltzmannDVMSolver):
         self.steps += 1
 
     def shift_cells(self, shift: int) -> None:
-        from kinclose.kinetic.shock import shift_rows
-
         shift_rows(self.f[NGHOST:-NGHOST], shift, self._left, self._right)
 
     # ------------------------------------------------------------------ output

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from kinclose.kinetic.shock import march_steady, prolong
-from kinclose.physics import ShockStates, mfp_coefficient
+from kinclose.kinetic.shock import march_steady, prolong, shift_rows
+from kinclose.physics import ShockStates, conservative, mfp_coefficient
 from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.run import (
     closure_diagnostics,
@@ -85,9 +85,6 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
 
 def _shift(solver: ReducedSolver, shift: int) -> None:
     """Move the profile by ``shift`` whole cells towards x = 0, refilling from the reservoirs."""
-    from kinclose.kinetic.shock import shift_rows
-    from kinclose.physics import conservative
-
     shift_rows(solver.U, shift, conservative(*solver.left), conservative(*solver.right))
     shift_rows(solver.W, shift, solver.W_eq, solver.W_eq)
 

@@ -32,7 +32,7 @@ W = W* + aν R̂(W) is solved by one of two schemes (``source_scheme``):
   λ < β keeps the factor 1 − λ/β of its deviation per stage instead of relaxing: its relaxation
   time becomes ~Δt β/λ instead of ε/λ, so the O(ε) stress and heat flux are wrong whenever Δt ≫ ε
   (exact only when every rate equals β, as for BGK with β = 1). Kept for comparison
-  (``results/boltzmann_source_scheme.md``).
+  (both rows of ``results/boltzmann_source_strong.md``).
 
 One forward-Euler transport operator for cell j:
 
