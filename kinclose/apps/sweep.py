@@ -1,6 +1,6 @@
 """``kinclose-sweep``: Knudsen sweep table and figure (see :mod:`kinclose.bench.sweep`).
 
-    kinclose-sweep [n_cases=4] [models.mlc.closure=path/closure.pt] [out_dir=results]
+    kinclose-sweep [n_cases=16] [models.mlc.closure=path/closure.pt] [out_dir=results]
 """
 
 from __future__ import annotations

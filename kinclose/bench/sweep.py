@@ -8,7 +8,8 @@ Errors per field, relative L2 over the cells, against the DVM at the final time:
     ρ: ‖Δρ‖/‖ρ‖,  T: ‖ΔT‖/‖T‖,  u: ‖Δu‖/‖√T‖ (thermal speed),
     σ: ‖Δσ‖/‖p‖,  q: ‖Δq‖/‖p √T‖  (non-equilibrium quantities relative to p and p√T, since σ, q → 0
     as ε → 0 and a ratio to them would be ill-defined there).
-Each entry of the table is the mean over the cases of one ε. The reference runs on a grid
+Each entry of the table is the mean over the cases of one ε, ± its standard error
+(sample standard deviation / √n, ``errors_sem`` in the JSON). The reference runs on a grid
 ``reference_refine`` times finer (its fields averaged back onto the model cells), so the table
 measures model error plus the models' own discretization error, not the reference's.
 """
@@ -16,6 +17,7 @@ measures model error plus the models' own discretization error, not the referenc
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from collections import Counter
@@ -85,7 +87,8 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
 
     table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": [], "cases": []}
     for name in models:
-        table["models"][name] = {"errors": {f: [] for f in FIELDS}, "wall_s": []}
+        table["models"][name] = {"errors": {f: [] for f in FIELDS}, "errors_sem": {f: [] for f in FIELDS},
+                                 "wall_s": []}
     ref_wall = []
     total = len(kns) * n_cases
     with tqdm(total=total, disable=None, desc="sweep") as bar:
@@ -127,6 +130,7 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
                 m = table["models"][name]
                 for f in FIELDS:
                     m["errors"][f].append(float(np.mean(acc[name][f])) if acc[name][f] else float("nan"))
+                    m["errors_sem"][f].append(standard_error(acc[name][f]))
                 m["wall_s"].append(wall[name] / len(cases))
                 for k, reduce in DIAGNOSTICS.items():
                     v = diag[name][k]
@@ -136,37 +140,50 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
     return table
 
 
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean, std(ddof=1)/√n; NaN for fewer than two values."""
+    if len(values) < 2:
+        return float("nan")
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
 def failed_runs(table: dict[str, Any]) -> Counter:
     """(model, ε) → number of that model's failed runs at that ε (``table["failures"]``)."""
     return Counter((f["model"], float(f["kn"])) for f in table["failures"])
 
 
-def error_cell(value: float, n_failed: int, n_cases: int) -> str:
-    """A mean error and the failed runs it leaves out: "12.34%", "12.34% (1 of 4 failed)" or "failed"."""
+def error_cell(value: float, n_failed: int, n_cases: int, sem: float = math.nan) -> str:
+    """A mean error, its standard error when finite (in percentage points) and the failed runs it leaves
+    out: "12.34%", "12.34% ± 0.56", "12.34% (1 of 4 failed)" or "failed"."""
     if not np.isfinite(value):
         return "failed"
-    return f"{value:.2%}" + (f" ({n_failed} of {n_cases} failed)" if n_failed else "")
+    return (f"{value:.2%}" + (f" ± {100 * sem:.2f}" if np.isfinite(sem) else "")
+            + (f" ({n_failed} of {n_cases} failed)" if n_failed else ""))
 
 
 def error_rows(table: dict[str, Any], names: list[str] | None = None) -> list[str]:
     """Markdown rows "| model | field | errors per ε |" of ``names`` (default: every model of the table),
-    each mean error marked with the runs it leaves out (:func:`error_cell`)."""
+    each mean error with its standard error (tables that have ``errors_sem``) and the runs it leaves out
+    (:func:`error_cell`)."""
     kns = table["kns"]
     failed = failed_runs(table)
     n_cases = {float(k): sum(float(c["kn"]) == float(k) for c in table.get("cases", [])) for k in kns}
     rows = []
     for name in table["models"] if names is None else names:
         errs = table["models"][name]["errors"]
+        sems = table["models"][name].get("errors_sem") or {f: [math.nan] * len(kns) for f in FIELDS}
         for f in FIELDS:
-            vals = " | ".join(error_cell(e, failed[name, float(k)], n_cases[float(k)]) for k, e in zip(kns, errs[f]))
+            vals = " | ".join(error_cell(e, failed[name, float(k)], n_cases[float(k)], se)
+                              for k, e, se in zip(kns, errs[f], sems[f]))
             rows.append(f"| {name} | {f} | {vals} |")
     return rows
 
 
-def markdown(table: dict[str, Any]) -> str:
+def markdown(table: dict[str, Any], first: str | None = None) -> str:
+    """The tables of a sweep; ``first``: the model the paired differences are taken from (:func:`paired`)."""
     kns = table["kns"]
-    lines = ["Relative L2 errors against the DVM (mean over cases); ρ, T relative to ‖ρ‖, ‖T‖; u to ‖√T‖; "
-             "σ, q to ‖p‖, ‖p√T‖. ε = λ_ref/L (VHS).", "",
+    lines = ["Relative L2 errors against the DVM (mean over cases ± standard error, in points); ρ, T relative to "
+             "‖ρ‖, ‖T‖; u to ‖√T‖; σ, q to ‖p‖, ‖p√T‖. ε = λ_ref/L (VHS).", "",
              "| model | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |",
              "|---|---|" + "---|" * len(kns)]
     lines += error_rows(table)
@@ -188,10 +205,38 @@ def markdown(table: dict[str, Any]) -> str:
                 v = [d[k][i] for k in DIAGNOSTICS]
                 cells.append(f"{v[0]:.1%} / {v[1]:.2f} / {v[2]:.1%} / {v[3]:.1%}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += paired(table, first)
     lines += by_kind(table)
     if table["failures"]:
         lines += ["", f"{len(table['failures'])} failed runs (see JSON)."]
     return "\n".join(lines) + "\n"
+
+
+def paired(table: dict[str, Any], first: str | None = None) -> list[str]:
+    """Markdown lines: ``first`` (default: the table's first model) minus each other model, case by case
+    (same initial data), as the mean of the per-case differences ± their standard error, in points;
+    negative: ``first`` is better. Cases where either model failed are left out."""
+    cases = table.get("cases") or []
+    names = list(table["models"])
+    first = names[0] if first is None else first
+    if len(names) < 2 or not cases or first not in names:
+        return []
+    kns = table["kns"]
+    lines = ["", (f"Paired differences, {first} minus each model (mean of the per-case differences ± standard error, "
+                  f"points; negative: {first} better). The cases are shared, so this resolves differences that the "
+                  "spread of the cases hides in the table above."), "",
+             "| model | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
+    for other in (n for n in names if n != first):
+        for f in FIELDS:
+            cells = []
+            for kn in kns:
+                d = [c["errors"][first][f] - c["errors"][other][f] for c in cases
+                     if c["kn"] == kn and first in c["errors"] and other in c["errors"]]
+                se = standard_error(d)
+                mean = "–" if not d else f"{100 * np.mean(d):+.2f}"
+                cells.append(mean + (f" ± {100 * se:.2f}" if np.isfinite(se) else ""))
+            lines.append(f"| {first} − {other} | {f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def by_kind(table: dict[str, Any], fields: tuple[str, ...] = ("rho", "T", "q")) -> list[str]:
@@ -201,7 +246,7 @@ def by_kind(table: dict[str, Any], fields: tuple[str, ...] = ("rho", "T", "q")) 
     if len(kinds) < 2:
         return []
     kns = table["kns"]
-    lines = ["", "By initial-data kind (mean over the cases of that kind; few cases each): "
+    lines = ["", "By initial-data kind (mean over the cases of that kind): "
              + " / ".join(fields) + ".", "",
              "| model | kind | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
     for name in table["models"]:
@@ -224,7 +269,12 @@ def plot(table: dict[str, Any], axes: Any = None) -> Any:
         _, axes = plt.subplots(1, 5, figsize=(15, 3.2), sharex=True)
     for name, m in table["models"].items():
         for ax, f in zip(axes, FIELDS):
-            ax.loglog(table["kns"], np.maximum(m["errors"][f], 1e-8), marker="o", ms=3, **method_style(name))
+            e = np.maximum(m["errors"][f], 1e-8)
+            se = np.nan_to_num(np.asarray(m.get("errors_sem", {}).get(f, np.zeros_like(e)), dtype=float))
+            ax.errorbar(table["kns"], e, yerr=[np.minimum(se, 0.9 * e), se], marker="o", ms=3, capsize=2,
+                        **method_style(name))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
     for ax, f in zip(axes, FIELDS):
         ax.set_title({"rho": "ρ", "u": "u", "T": "T", "sigma": "σ", "q": "q"}[f] + " rel. L2 error")
         ax.set_xlabel("Knudsen number ε")
