@@ -11,7 +11,8 @@ modes against the kinetic linear theory, the Mach 5.5 shock against the DVM and 
 Each closure has a ``name`` (table row), a ``path`` (closure.pt or pretrained:<name>) and optionally its
 ``moments`` checkpoint (default: the config's ``moments_ckpt``), which encodes the dataset states of the
 spectrum, and ``options`` of the reduced model (keys of ``conf/model/mlc.yaml``, e.g. ``{cfl: 0.25}``) for its
-shock and sweep runs. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<config name>.yaml``.
+shock and sweep runs. The sweep tables give each mean ± its standard error and the per-case differences of
+every closure from the first one. Writes ``<out_dir>/<name>.md`` / ``.json``; configs ``kinclose/conf/<config name>.yaml``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.shock import field_errors, model_options, solve_model
-from kinclose.bench.sweep import FIELDS, error_rows, run_sweep
+from kinclose.bench.sweep import FIELDS, error_rows, paired, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
 
@@ -152,6 +153,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "definitions of `results/knudsen_sweep.md`)", "",
                   "| closure | field | " + " | ".join(f"ε={k:g}" for k in kns) + " |", "|---|---|" + "---|" * len(kns)]
         lines += error_rows(table, names)
+        lines += paired(table, names[0])
         if table["failures"]:
             lines.append("")
             lines.append(f"failures: {len(table['failures'])} (listed in the JSON); the means of a cell with failed "

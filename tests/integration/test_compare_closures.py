@@ -31,6 +31,9 @@ def test_compare_closures_tiny(tmp_path: Path) -> None:
     assert set(res["sweeps"]["16"]["models"]) == {"a", "b"} and not res["sweeps"]["16"]["failures"]
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert md.startswith("# Tiny") and "| a | rho |" in md and "| b | q |" in md
+    # per-case differences from the first closure (one case: no standard error)
+    case = res["sweeps"]["16"]["cases"][0]["errors"]
+    assert f"| a − b | rho | {100 * (case['a']['rho'] - case['b']['rho']):+.2f} |" in md
     assert "Reduced-model options that differ from `conf/model/mlc.yaml`: b: cfl = 0.4." in md
     # the per-recipe summary: mean (min–max) of the two closures; columns of absent sweeps are "–"
     row = next(line for line in md.splitlines() if line.startswith("| both | 2 |"))
