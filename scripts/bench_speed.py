@@ -9,7 +9,8 @@ network inference, for the fused float32 inference and the torch reference path.
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps) and one held-out Knudsen-sweep case per ε to
 ``sweep_t_end`` on ``sweep_nx`` cells. Cost per cell·step = wall / Σ(cells × steps) over all grid
-levels (a DVM cell carries nv velocities). The first sweep case is preceded by an untimed warm-up run
+levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on the
+first sweep case resampled on ``scaling_nx`` cells (``scaling_steps`` steps each). The first sweep case is preceded by an untimed warm-up run
 of every model (JIT, caches, thread pools). Ratios are against the DVM on the same problem in this run. Writes
 ``results/speed_table.md|.json``.
 """
@@ -152,6 +153,33 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def scaling_rows(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Cost per cell·step of the reduced models against the number of cells: ``scaling_steps`` steps of
+    the first sweep case resampled on each of ``scaling_nx`` cells (the networks then see batches of
+    that size). A flat cost means the inference is compute-bound, not call-overhead-bound."""
+    from kinclose.reduced.run import problem_solver
+
+    rows = []
+    case = make_cases(float(cfg.sweep_kns[0]), 1, int(cfg.sweep_seed), int(cfg.sweep_nx), float(cfg.sweep_t_end),
+                      [str(cfg.sweep_kind)], float(cfg.omega))[0]
+    for model, opts in cfg.sweep_models.items():
+        if model not in REDUCED:
+            continue
+        opts = OmegaConf.to_container(opts, resolve=True)
+        for label, o, cl in _variants(model, opts, list(cfg.inference)[:1], _extra_closures(cfg, model)):
+            for nx in cfg.get("scaling_nx") or []:
+                solver = problem_solver(problem(case, int(nx)), **o)
+                solver.step()  # warm-up, not timed
+                cl.__dict__.update(seconds=0.0, calls=0)
+                t0 = time.perf_counter()
+                for _ in range(int(cfg.scaling_steps)):
+                    solver.step()
+                wall = time.perf_counter() - t0
+                rows.append(_row(f"{int(cfg.scaling_steps)} steps, {int(nx)} cells", label, wall,
+                                 int(cfg.scaling_steps) * int(nx), cl, nx=int(nx)))
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"Speed table: {meta['cores']} CPU cores, one run ({meta['date']}). Cost = wall / (cells × steps), "
              "summed over grid levels (a DVM cell carries nv velocity nodes); ratio = model wall / DVM wall on the same problem; inference share = "
@@ -185,7 +213,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="bench_speed")
 def main(cfg: DictConfig) -> None:
-    rows = sweep_rows(cfg) + shock_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
+    rows = sweep_rows(cfg) + shock_rows(cfg) + scaling_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
     meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     out = Path(cfg.out_dir)
     atomic_write_json(out / "speed_table.json", {"rows": rows, **meta,

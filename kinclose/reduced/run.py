@@ -85,6 +85,24 @@ def source_name(source: Any) -> str:
     return str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
 
+def problem_solver(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
+                   xi_max: float | None = None, source: Any = None, source_beta_safety: float = 1.0,
+                   flux: str = "ap", clip: bool = False, source_scheme: str = "linearized") -> ReducedSolver:
+    """The :class:`ReducedSolver` of ``problem`` with its initial data set (options as :func:`run_problem`)."""
+    require_source(problem.collision, source)
+    src = load_source(source)
+    cl = load_closure(closure, xi_max, clip)
+    left = right = None
+    if problem.bc == "reservoir":
+        left = (problem.rho[0], problem.u[0], problem.T[0])
+        right = (problem.rho[-1], problem.u[-1], problem.T[-1])
+    s = ReducedSolver(problem.x_left, problem.x_right, problem.nx, cl, problem.mu_ref, problem.omega,
+                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety, flux=flux,
+                      source_scheme=source_scheme)
+    s.set_state(problem.rho, problem.u, problem.T)
+    return s
+
+
 def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float = 0.5,
                 max_steps: int = 1_000_000, xi_max: float | None = None, source: Any = None,
                 source_beta_safety: float = 1.0, flux: str = "ap", clip: bool = False,
@@ -97,17 +115,8 @@ def run_problem(problem: Problem, closure: ShapeClosure | str | Path, cfl: float
     scheme ("linearized" or "penalized", :class:`ReducedSolver`); ``source_beta_safety`` multiplies
     its penalisation rate β; ``flux`` the numerical flux of U ("ap" or "rusanov", :class:`ReducedSolver`);
     ``clip``: fluxes at W clipped to the closure's training box (:func:`load_closure`)."""
-    require_source(problem.collision, source)
-    src = load_source(source)
-    cl = load_closure(closure, xi_max, clip)
-    left = right = None
-    if problem.bc == "reservoir":
-        left = (problem.rho[0], problem.u[0], problem.T[0])
-        right = (problem.rho[-1], problem.u[-1], problem.T[-1])
-    s = ReducedSolver(problem.x_left, problem.x_right, problem.nx, cl, problem.mu_ref, problem.omega,
-                      problem.bc, cfl, left, right, source=src, source_beta_safety=source_beta_safety, flux=flux,
-                      source_scheme=source_scheme)
-    s.set_state(problem.rho, problem.u, problem.T)
+    s = problem_solver(problem, closure, cfl, xi_max, source, source_beta_safety, flux, clip, source_scheme)
+    src, cl = s.source, s.closure
     t0 = time.perf_counter()
     while s.t < problem.t_end - 1e-14 * max(1.0, problem.t_end):
         if s.steps >= max_steps:

@@ -1,0 +1,26 @@
+"""``scripts/bench_speed.py`` on a tiny setting: sweep, shock and batch-scaling rows, with the reduced
+model's inference share, in the Markdown table and the JSON."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_speed.py"
+
+
+def test_bench_speed_tiny(tmp_path: Path) -> None:
+    args = ["mach=1.5", "shock_models=[nsf]", "sweep_kns=[0.1]", "sweep_nx=16", "sweep_t_end=0.005",
+            "inference=[float32]", "scaling_nx=[16,32]", "scaling_steps=2", f"out_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "speed_table.json").read_text())["rows"]
+    problems = {r["problem"] for r in rows}
+    assert problems == {"sweep eps=0.1", "shock M1.5", "2 steps, 16 cells", "2 steps, 32 cells"}
+    for nx in (16, 32):
+        r = next(r for r in rows if r["problem"] == f"2 steps, {nx} cells")
+        assert r["model"] == "mlc (float32)" and r["cell_steps"] == 2 * nx and r["nx"] == nx
+        assert 0.0 < r["inference_share"] < 1.0 and r["closure_calls"] > 0
+    md = (tmp_path / "speed_table.md").read_text()
+    assert "| 2 steps, 32 cells | mlc (float32) |" in md
