@@ -9,10 +9,10 @@ network inference, for the fused float32 inference and the torch reference path.
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps) and one held-out Knudsen-sweep case per ε to
 ``sweep_t_end`` on ``sweep_nx`` cells. Cost per cell·step = wall / Σ(cells × steps) over all grid
-levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on the
-first sweep case resampled on ``scaling_nx`` cells (``scaling_steps`` steps each). The first sweep case is preceded by an untimed warm-up run
-of every model (JIT, caches, thread pools). Ratios are against the DVM on the same problem in this run. Writes
-``results/speed_table.md|.json``.
+levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on
+the first sweep case resampled on each of ``scaling_nx`` cells (``scaling_steps`` steps each). The first
+sweep case is preceded by an untimed warm-up run of every model (JIT, caches, thread pools). Ratios are
+against the DVM on the same problem in this run. Writes ``results/speed_table.md|.json``.
 """
 
 from __future__ import annotations
