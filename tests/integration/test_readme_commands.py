@@ -1,0 +1,86 @@
+"""Every ``kinclose-*`` command and every ``python scripts/<name>.py`` command of a Hydra script that the
+README shows (code blocks and inline code) composes its config with the overrides it lists: a renamed or
+removed config key breaks this test, not a reader's run. (The argparse scripts check their own arguments.)"""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+CONFIGS = {"shock": ("kinclose.conf", "shock"), "train": ("kinclose.conf", "train"), "label": ("kinclose.conf", "label"),
+           "sweep": ("kinclose.conf", "sweep"), "solve": ("kinclose.conf.solve", "config"), "elt": ("kinclose.conf", "elt"),
+           "pipeline": ("kinclose.conf", "pipeline"), "bench": ("kinclose.conf", "bench")}
+
+
+def readme_commands() -> list[str]:
+    """Command lines of the README that start a ``kinclose-*`` app (comments, ``pip install … &&`` dropped);
+    a value with alternatives (``model=nsf\\|euler`` in a table) gives one command per alternative."""
+    text = README.read_text()
+    lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.S) for ln in block.splitlines()]
+    lines += re.findall(r"`((?:kinclose-\w+|python scripts/\w+\.py)[^`]*)`", text)
+    out = []
+    for ln in lines:
+        ln = ln.split("  #")[0].split(" # ")[0].strip()
+        m = re.search(r"((?:kinclose-\w+|python scripts/\w+\.py).*)$", ln)
+        if m and not ln.startswith("#"):
+            cmd = m.group(1).split(" && ")[0].strip()
+            alt = re.search(r"(\S+=)(\S*\\\|\S*)", cmd)
+            choices = alt.group(2).split("\\|") if alt else [None]
+            out += [cmd if c is None else cmd.replace(alt.group(0), alt.group(1) + c) for c in choices]
+    return sorted(set(out))
+
+
+def hydra_config(command: str) -> tuple[str, str] | None:
+    """(config module, config name) of a command, or None for an argparse script."""
+    tokens = shlex.split(command)
+    if tokens[0].startswith("kinclose-"):
+        return CONFIGS[tokens[0].removeprefix("kinclose-")]
+    m = re.search(r'@hydra.main\([^)]*config_name="(\w+)"', (ROOT / tokens[1]).read_text())
+    if m is None:
+        return None
+    name = tokens[tokens.index("--config-name") + 1] if "--config-name" in tokens else m.group(1)
+    return "kinclose.conf", name
+
+
+def overrides(command: str) -> tuple[str, list[str]]:
+    """(app, overrides): placeholders (``...``, ``…`` and arguments with them) and Hydra's own ``hydra.*``
+    keys left out, optional ``[key=value]`` arguments unwrapped; ``python scripts/x.py`` is app ``x``."""
+    app, *tokens = shlex.split(command)
+    if app == "python":
+        app, tokens = Path(tokens[0]).stem, tokens[1:]
+        if "--config-name" in tokens:
+            i = tokens.index("--config-name")
+            tokens = tokens[:i] + tokens[i + 2:]
+    out = []
+    for t in tokens:
+        if t == "..." or "…" in t:
+            continue
+        if t.startswith("[") and t.endswith("]") and "=" in t:
+            t = t[1:-1]
+        if t.startswith("hydra.") or "=" not in t:
+            continue
+        out.append(t)
+    return app.removeprefix("kinclose-"), out
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_shows_every_app() -> None:
+    assert set(CONFIGS) <= {overrides(c)[0] for c in COMMANDS}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_command_composes(command: str) -> None:
+    config = hydra_config(command)
+    if config is None:
+        pytest.skip("an argparse script")
+    module, name = config
+    _, ovr = overrides(command)
+    with initialize_config_module(config_module=module, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=ovr)
+    assert cfg is not None
