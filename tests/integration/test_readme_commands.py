@@ -20,7 +20,7 @@ def readme_commands() -> list[str]:
     """Command lines of the README that start a ``kinclose-*`` app (comments, ``pip install … &&`` dropped);
     a value with alternatives (``model=nsf\\|euler`` in a table) gives one command per alternative."""
     text = README.read_text()
-    lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.S) for ln in block.splitlines()]
+    lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) for ln in block.splitlines()]
     lines += re.findall(r"`((?:kinclose-\w+|python scripts/\w+\.py)[^`]*)`", text)
     out = []
     for ln in lines:
