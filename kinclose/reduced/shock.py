@@ -1,8 +1,9 @@
 """Steady normal shock of the reduced moment model (``kinclose-shock model=mlc|hermmlc``).
 
 Same setting and output contract as the kinetic shock (``kinclose.kinetic.shock``): x in upstream
-mean free paths λ1 (μ_ref = 1/C(ω)), RH reservoirs at both ends with W = W_eq, tanh initial
-profile, whole-cell re-centring, drift-corrected residual max|∂tρ| λ1/(ρ1 u1) < tol.
+mean free paths λ1 (μ_ref = 1/C(ω)), RH reservoirs at both ends with W = W_eq (downstream by default a
+characteristic outflow about the RH state, as the kinetic reservoir lets leaving particles pass), tanh
+initial profile, whole-cell re-centring, drift-corrected residual max|∂tρ| λ1/(ρ1 u1) < tol.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
                   flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
-                  source_scheme: str = "linearized",
+                  source_scheme: str = "linearized", outflow: str = "characteristic",
                   progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
@@ -42,6 +43,9 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     (``kinclose.reduced.run.load_closure``). ``source``: None (the exact BGK source ν ρ (W_eq − W)), or a
     learned collision source (object or path of a ``source.pt``, ``kinclose-train stage=source``), which any
     ``collision`` (e.g. "boltzmann") needs; ``source_scheme``, ``source_beta_safety`` as :class:`ReducedSolver`.
+    ``outflow``: the downstream boundary, "characteristic" (default: leaving waves pass, the entering one
+    comes from the RH state) or "reservoir" (ghost cells hold the RH state; reflects the entropy and sound
+    waves of the transient back at the shock, ~1.5× the steps to the same steady state), :class:`ReducedSolver`.
     """
     require_source(collision, source)
     if not (x_min < 0.0 < x_max):
@@ -58,7 +62,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
                             left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
-                            source=src, source_beta_safety=source_beta_safety, source_scheme=source_scheme)
+                            source=src, source_beta_safety=source_beta_safety, source_scheme=source_scheme,
+                            outflow=outflow)
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
@@ -72,7 +77,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     wall = time.perf_counter() - t0
     x = solver.x
     f = solver.fields_array()
-    metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "levels": levels, "steps": solver.steps,
+    metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "outflow": outflow, "levels": levels,
+               "steps": solver.steps,
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),

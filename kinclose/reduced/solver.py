@@ -103,6 +103,11 @@ class ReducedSolver:
     closure : a :class:`ShapeClosure`.
     mu_ref, omega : BGK collision frequency ν = ρ T^{1−ω}/μ_ref (μ_ref = inf: no collisions).
     bc : "periodic" or "reservoir" (``left``/``right`` = (ρ, u, T), equilibrium W).
+    outflow : right boundary of ``bc="reservoir"``: "reservoir" (ghost cells hold the right state) or
+        "characteristic" (linearized Euler characteristics about the right state: the waves leaving the
+        domain take their values from the last cell, the entering ones from the right state, so that an
+        entropy or sound wave leaves without the reflection a fixed ghost state sends back; W from the
+        last cell if u > 0 there, else W_eq). Same steady state where the flow is uniform at the boundary.
     cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
     fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
     limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
@@ -120,7 +125,8 @@ class ReducedSolver:
                  omega: float = 0.5, bc: str = "periodic", cfl: float = 0.5,
                  left: tuple[float, float, float] | None = None, right: tuple[float, float, float] | None = None,
                  fixed_point_iters: int = 2, limiter: str = "mc", source: Any = None,
-                 source_beta_safety: float = 1.0, flux: str = "ap", source_scheme: str = "linearized") -> None:
+                 source_beta_safety: float = 1.0, flux: str = "ap", source_scheme: str = "linearized",
+                 outflow: str = "reservoir") -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
@@ -132,6 +138,9 @@ class ReducedSolver:
         self.limiter, self.flux = limiter, flux
         if bc == "reservoir" and (left is None or right is None):
             raise ValueError("reservoir boundaries need left=(rho, u, T) and right=(rho, u, T)")
+        if outflow not in ("reservoir", "characteristic"):
+            raise ValueError(f"unknown outflow {outflow!r}; choose 'reservoir' or 'characteristic'")
+        self.outflow = outflow
         self.x_left, self.x_right, self.nx = float(x_left), float(x_right), int(nx)
         self.dx = (self.x_right - self.x_left) / self.nx
         self.closure = closure
@@ -186,10 +195,34 @@ class ReducedSolver:
             return np.concatenate([a[-2:], a, a[:2]])
         return np.concatenate([np.stack([ghost_left] * 2), a, np.stack([ghost_right] * 2)])
 
-    def _ghosts(self) -> tuple[NDArray, NDArray]:
+    def _ghosts(self, prim: NDArray) -> tuple[NDArray, NDArray]:
+        """Ghost states (3 + M,) left and right, columns ρ, u, T, W; ``prim`` (nx, 3 + M) the interior."""
         if self.bc == "periodic":
             return np.zeros(3 + self.M), np.zeros(3 + self.M)
-        return (np.concatenate([self.left, self.W_eq]), np.concatenate([self.right, self.W_eq]))
+        left = np.concatenate([self.left, self.W_eq])
+        if self.outflow == "reservoir":
+            return left, np.concatenate([self.right, self.W_eq])
+        return left, self._characteristic_ghost(prim[-1])
+
+    def _characteristic_ghost(self, last: NDArray) -> NDArray:
+        """Right ghost state from the last cell's (ρ, u, T, W): with δ = (δρ, δu, δp) its deviation from the
+        right state (ρr, ur, pr), c = √(γ pr/ρr), Z = ρr c, the characteristic amplitudes
+        w0 = δp − c² δρ (speed u), w± = δp ± Z δu (speeds u ± c) are kept where the speed is > 0 (leaving)
+        and set to 0 (the right state) where it is ≤ 0; δp = (w+ + w−)/2, δu = (w+ − w−)/(2Z),
+        δρ = (δp − w0)/c²."""
+        rr, ur, Tr = (float(v) for v in self.right)
+        pr = rr * Tr
+        c = math.sqrt(GAMMA * Tr)
+        Z = rr * c
+        d_rho, d_u, d_p = last[0] - rr, last[1] - ur, last[0] * last[2] - pr
+        w0 = (d_p - c * c * d_rho) if ur > 0 else 0.0
+        wp = (d_p + Z * d_u) if ur + c > 0 else 0.0
+        wm = (d_p - Z * d_u) if ur - c > 0 else 0.0
+        p = pr + 0.5 * (wp + wm)
+        rho = rr + (p - pr - w0) / (c * c)
+        u = ur + (wp - wm) / (2.0 * Z)
+        W = last[3:] if ur > 0 else self.W_eq
+        return np.concatenate([[rho, u, p / rho], W])
 
     def max_speed(self, U: NDArray) -> float:
         rho, u, T = primitive(U)
@@ -209,7 +242,7 @@ class ReducedSolver:
         nx = self.nx
         rho, u, T = primitive(U)
         prim = np.concatenate([np.stack([rho, u, T], axis=1), W], axis=1)  # (nx, 3 + M)
-        gl, gr = self._ghosts()
+        gl, gr = self._ghosts(prim)
         P = self._padded(prim, gl, gr)  # (nx + 4, 3 + M)
         d = np.diff(P, axis=0)
         slope = _limited_slope(d[:-1], d[1:], self.limiter)  # cells 1 … nx+2

@@ -135,3 +135,54 @@ def test_ap_flux_euler_limit_matches_exact_riemann():
         ("euler", run_model("euler", prob))]}
     assert err["ap"] < 1.2 * err["euler"], err
     assert err["rusanov"] > 1.8 * err["ap"], err
+
+
+def test_characteristic_outflow_ghost_passes_leaving_waves_and_holds_the_entering_one():
+    """Right state (ρ, u, p) = (1, 0.5, 1), c = √(5/3) > u: the entropy and u + c waves leave, the u − c wave
+    enters. A last cell that differs from the right state by a leaving wave is copied into the ghost cell;
+    by an entering wave, the ghost holds the right state; both at once, the ghost holds the leaving part.
+    With u > c everything leaves. The uniform right state is a fixed point of the solver."""
+    cl = MaxwellianClosure(*hermite_weights((3,)))
+    W_eq = cl.equilibrium()
+    c = math.sqrt(5.0 / 3.0)
+
+    def state(d_rho, d_u, d_p, base=(1.0, 0.5, 1.0)):
+        rho = base[0] + d_rho
+        return np.concatenate([[rho, base[1] + d_u, (base[0] * base[2] + d_p) / rho], W_eq])
+
+    s = ReducedSolver(0, 1, 8, cl, 1.0, 0.5, "reservoir", 0.5, left=(1.0, 0.5, 1.0), right=(1.0, 0.5, 1.0),
+                      outflow="characteristic")
+    e = 1e-3
+    entropy, plus, minus = (e, 0.0, 0.0), (e / c**2, e / c, e), (e / c**2, -e / c, e)  # (δρ, δu, δp), Z = ρc = c
+    np.testing.assert_allclose(s._characteristic_ghost(state(*entropy)), state(*entropy), atol=1e-15)
+    np.testing.assert_allclose(s._characteristic_ghost(state(*plus)), state(*plus), atol=1e-15)
+    np.testing.assert_allclose(s._characteristic_ghost(state(*minus)), state(0, 0, 0), atol=1e-15)
+    both = [a + b for a, b in zip(plus, minus)]
+    np.testing.assert_allclose(s._characteristic_ghost(state(*both)), state(*plus), atol=1e-15)
+    fast = ReducedSolver(0, 1, 8, cl, 1.0, 0.5, "reservoir", 0.5, left=(1.0, 2.0, 1.0), right=(1.0, 2.0, 1.0),
+                         outflow="characteristic")
+    last = state(*both, base=(1.0, 2.0, 1.0))
+    np.testing.assert_allclose(fast._characteristic_ghost(last), last, atol=1e-15)
+    s.set_state(np.ones(8), np.full(8, 0.5), np.ones(8))
+    U0 = s.U.copy()
+    for _ in range(3):
+        s.step()
+    np.testing.assert_allclose(s.U, U0, rtol=0, atol=1e-14)
+
+
+def test_characteristic_outflow_reaches_the_same_steady_shock_in_fewer_steps():
+    """The shipped MLC at Mach 5.5 on a coarse grid: the characteristic outflow converges in fewer steps
+    than the reservoir's fixed ghost state, to the same profile (within the tolerance's effect)."""
+    s = rankine_hugoniot(5.5)
+    out = {o: reduced_shock(s, closure="pretrained:mlc_small_rollout", dx=0.5, cfl=0.9, xi_max=5.0, tol=1e-4,
+                            x_min=-20.0, x_max=8.0, levels=2, outflow=o) for o in ("reservoir", "characteristic")}
+    assert all(p.metrics["converged"] for p in out.values())
+    assert out["characteristic"].metrics["cell_steps"] < 0.9 * out["reservoir"].metrics["cell_steps"]
+    a, b = center(out["reservoir"]), center(out["characteristic"])
+    assert abs(profile_metrics(a)["inv_density_thickness"] / profile_metrics(b)["inv_density_thickness"] - 1) < 0.01
+    np.testing.assert_allclose([b.rho[-1], b.u[-1], b.T[-1]], [s.rho2, s.u2, s.T2], rtol=1e-3)
+
+
+def test_unknown_outflow_is_rejected():
+    with pytest.raises(ValueError, match="unknown outflow"):
+        ReducedSolver(0, 1, 8, MaxwellianClosure(*hermite_weights((3,))), 1.0, outflow="open")
