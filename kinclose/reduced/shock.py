@@ -43,9 +43,11 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     (``kinclose.reduced.run.load_closure``). ``source``: None (the exact BGK source ν ρ (W_eq − W)), or a
     learned collision source (object or path of a ``source.pt``, ``kinclose-train stage=source``), which any
     ``collision`` (e.g. "boltzmann") needs; ``source_scheme``, ``source_beta_safety`` as :class:`ReducedSolver`.
-    ``outflow``: the downstream boundary, "characteristic" (default: leaving waves pass, the entering one
-    comes from the RH state) or "reservoir" (ghost cells hold the RH state; reflects the entropy and sound
-    waves of the transient back at the shock, ~1.5× the steps to the same steady state), :class:`ReducedSolver`.
+    ``outflow``: the downstream boundary of the finest grid, "characteristic" (default: leaving waves pass,
+    the entering one comes from the RH state) or "reservoir" (ghost cells hold the RH state: ~1.7× the
+    finest grid's steps to the same steady state at Mach 5.5), :class:`ReducedSolver`. The coarser grids
+    keep "reservoir": with the characteristic outflow they sometimes stall above their tolerance (HermMLC
+    at Mach 2, MLC at Mach 8 ran into ``max_steps``), and they only provide the starting profile.
     """
     require_source(collision, source)
     if not (x_min < 0.0 < x_max):
@@ -63,7 +65,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
                             left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
                             source=src, source_beta_safety=source_beta_safety, source_scheme=source_scheme,
-                            outflow=outflow)
+                            outflow=outflow if level == levels - 1 else "reservoir")
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
