@@ -105,9 +105,9 @@ class ReducedSolver:
     bc : "periodic" or "reservoir" (``left``/``right`` = (ρ, u, T), equilibrium W).
     outflow : right boundary of ``bc="reservoir"``: "reservoir" (ghost cells hold the right state) or
         "characteristic" (linearized Euler characteristics about the right state: the waves leaving the
-        domain take their values from the last cell, the entering ones from the right state, so that an
-        entropy or sound wave leaves without the reflection a fixed ghost state sends back; W from the
-        last cell if u > 0 there, else W_eq). Same steady state where the flow is uniform at the boundary.
+        domain take their values from the last cell, the entering ones from the right state; W from the
+        last cell if u > 0 there, else W_eq). Same steady state where the flow is uniform at the boundary;
+        the shock's transients leave instead of being answered by the fixed ghost state (README "Speed").
     cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
     fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
     limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
