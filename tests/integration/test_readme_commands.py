@@ -21,7 +21,7 @@ def readme_commands() -> list[str]:
     a value with alternatives (``model=nsf\\|euler`` in a table) gives one command per alternative."""
     text = README.read_text()
     lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) for ln in block.splitlines()]
-    lines += re.findall(r"`((?:kinclose-\w+|python scripts/\w+\.py)[^`]*)`", text)
+    lines += [" ".join(m.split()) for m in re.findall(r"`((?:kinclose-\w+|python scripts/\w+\.py)[^`]*)`", text)]
     out = []
     for ln in lines:
         ln = ln.split("  #")[0].split(" # ")[0].strip()
