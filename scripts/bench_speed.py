@@ -52,6 +52,10 @@ class TimedClosure:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.inner, name, value)
 
+    def reset(self) -> None:
+        """Forget the time and calls counted so far (after an untimed warm-up)."""
+        self.__dict__.update(seconds=0.0, calls=0)
+
     def _timed(self, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
         out = fn(*args)
@@ -144,7 +148,7 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
                 if kn == cfg.sweep_kns[0]:  # warm-up (JIT, caches, thread pools), not timed
                     run_model(model, dataclasses.replace(prob, t_end=prob.t_end / 20), **o)
                     if cl is not None:
-                        cl.__dict__.update(seconds=0.0, calls=0)
+                        cl.reset()
                 t0 = time.perf_counter()
                 f = run_model(model, prob, **o)
                 wall = time.perf_counter() - t0
@@ -170,7 +174,7 @@ def scaling_rows(cfg: DictConfig) -> list[dict[str, Any]]:
             for nx in cfg.get("scaling_nx") or []:
                 solver = problem_solver(problem(case, int(nx)), **o)
                 solver.step()  # warm-up, not timed
-                cl.__dict__.update(seconds=0.0, calls=0)
+                cl.reset()
                 t0 = time.perf_counter()
                 for _ in range(int(cfg.scaling_steps)):
                     solver.step()

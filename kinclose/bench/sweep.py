@@ -273,9 +273,9 @@ def plot(table: dict[str, Any], axes: Any = None) -> Any:
             se = np.nan_to_num(np.asarray(m.get("errors_sem", {}).get(f, np.zeros_like(e)), dtype=float))
             ax.errorbar(table["kns"], e, yerr=[np.minimum(se, 0.9 * e), se], marker="o", ms=3, capsize=2,
                         **method_style(name))
-            ax.set_xscale("log")
-            ax.set_yscale("log")
     for ax, f in zip(axes, FIELDS):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title({"rho": "ρ", "u": "u", "T": "T", "sigma": "σ", "q": "q"}[f] + " rel. L2 error")
         ax.set_xlabel("Knudsen number ε")
     axes[0].legend(loc="best")

@@ -4,6 +4,7 @@ removed config key breaks this test, not a reader's run. (The argparse scripts c
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ from hydra import compose, initialize_config_module
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-CONFIGS = {"shock": ("kinclose.conf", "shock"), "train": ("kinclose.conf", "train"), "label": ("kinclose.conf", "label"),
-           "sweep": ("kinclose.conf", "sweep"), "solve": ("kinclose.conf.solve", "config"), "elt": ("kinclose.conf", "elt"),
-           "pipeline": ("kinclose.conf", "pipeline"), "bench": ("kinclose.conf", "bench")}
+# app name -> source file of its entry point, from pyproject.toml ("kinclose-shock" -> kinclose/apps/shock.py)
+APPS = {name.removeprefix("kinclose-"): ROOT / (target.split(":")[0].replace(".", "/") + ".py")
+        for name, target in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"].items()}
 
 
 def readme_commands() -> list[str]:
@@ -35,15 +36,15 @@ def readme_commands() -> list[str]:
 
 
 def hydra_config(command: str) -> tuple[str, str] | None:
-    """(config module, config name) of a command, or None for an argparse script."""
+    """(config module, config name) of a command, read from the ``@hydra.main`` of its entry point or script
+    (``--config-name`` overrides the name), or None for an argparse script."""
     tokens = shlex.split(command)
-    if tokens[0].startswith("kinclose-"):
-        return CONFIGS[tokens[0].removeprefix("kinclose-")]
-    m = re.search(r'@hydra.main\([^)]*config_name="(\w+)"', (ROOT / tokens[1]).read_text())
+    source = APPS[tokens[0].removeprefix("kinclose-")] if tokens[0].startswith("kinclose-") else ROOT / tokens[1]
+    m = re.search(r'@hydra.main\([^)]*config_path="pkg://([\w.]+)"[^)]*config_name="(\w+)"', source.read_text())
     if m is None:
         return None
-    name = tokens[tokens.index("--config-name") + 1] if "--config-name" in tokens else m.group(1)
-    return "kinclose.conf", name
+    name = tokens[tokens.index("--config-name") + 1] if "--config-name" in tokens else m.group(2)
+    return m.group(1), name
 
 
 def overrides(command: str) -> tuple[str, list[str]]:
@@ -71,7 +72,7 @@ COMMANDS = [c for c in readme_commands() if hydra_config(c) is not None]  # argp
 
 
 def test_the_readme_shows_every_app() -> None:
-    assert set(CONFIGS) <= {overrides(c)[0] for c in COMMANDS}
+    assert set(APPS) <= {overrides(c)[0] for c in COMMANDS}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
