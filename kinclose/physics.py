@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 GAMMA = 5.0 / 3.0
+BENCHMARK_MACHS = (1.5, 2.0, 3.0, 4.0, 5.5, 7.0, 8.0)  # the Mach sweep's shocks (issue 8): never training data
 
 
 class PhysicalStateError(ValueError):

@@ -29,12 +29,11 @@ import numpy as np
 from kinclose.data.schema import manifest_entry, write_manifest, write_shard
 from kinclose.kinetic.moments import conserved
 from kinclose.kinetic.shock import steady_shock
-from kinclose.physics import mfp_coefficient, rankine_hugoniot
+from kinclose.physics import BENCHMARK_MACHS, mfp_coefficient, rankine_hugoniot
 from kinclose.shockprofile import center, inverse_density_thickness
 
 log = logging.getLogger("label_shocks")
 
-BENCHMARK_MACHS = (1.5, 2.0, 3.0, 4.0, 5.5, 7.0, 8.0)
 SHOCK_TASK_ID0 = 500000  # task ids of the shock shards, above any labeling run's
 
 

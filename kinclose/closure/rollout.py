@@ -20,6 +20,15 @@ its refined reference) and its initial U likewise. ``hyperbolicity`` adds the cl
 its batch (counted in the report). Adam with a cosine decay and early stopping on held-out trajectories
 (``closure.train.fit_early_stopping``).
 
+**Steady shocks** (``stage.shock.weight`` > 0, off by default): the loss gains weight × the mean over the
+shocks of stage.shock.machs (never a benchmark Mach number, ``kinclose.physics.BENCHMARK_MACHS``) of the
+shock benchmark's squared errors (``shock_error_terms``), averaged over the snapshots t_s of a rollout that
+starts *on* the steady DVM-BGK profile (the kinetic shock of ``conf/model/dvm.yaml``, its distribution
+averaged in blocks onto the reduced model's cells, U and W = the encoder's moments of that average) between
+RH reservoirs. The DVM profile does not move; the closure's does, towards its own steady profile (at Mach 5.5
+it carries the steady profile's u, T, σ, q errors by t ≈ 3 λ1/√T1), so this term trains the DVM profile to
+be a steady state of the reduced model. The shocks enter every batch and the validation loss alike.
+
 The result is a normal closure checkpoint (same kwargs, the source metadata plus ``rollout``). The
 members are trained through their mean only, so their spread no longer estimates the closure's
 error: use the source checkpoint for exploration.
@@ -133,6 +142,75 @@ def load_trajectories(root: str | Path, nx: int, kn_range: tuple[float, float] =
                         np.asarray(ids))
 
 
+@dataclasses.dataclass
+class ShockTargets:
+    """Steady DVM shocks on the reduced model's grid: U0 (N, nx, 3), W0 (N, nx, M) the moments of the
+    block-averaged distributions, fields (N, nx, 5) = ρ, u, T, σ, q of the same averages, the RH states
+    ``ends`` (N, 2, 3) = upstream and downstream (ρ, u, T), Mach numbers (N,), cell width, μ_ref, VHS ω."""
+
+    U0: NDArray
+    W0: NDArray
+    fields: NDArray
+    ends: NDArray
+    machs: NDArray
+    dx: float
+    mu_ref: float
+    omega: float
+
+
+def shock_targets(machs: list[float], weights: Any, *, dx: float = 0.25, x_min: float = -30.0,
+                  x_max: float = 10.0, dvm: dict | None = None) -> ShockTargets:
+    """Solve the steady BGK shock with the DVM at every Mach number of ``machs`` (x in λ1, ρ1 = T1 = 1;
+    ``dvm``: options of ``kinclose.kinetic.shock.steady_shock`` on the same domain, whose cell ``dvm["dx"]``
+    must divide ``dx``) and average it onto cells of width ``dx``; W from the encoder's weight functions
+    ``weights`` (``kinclose.closure.targets.encoder_weight_functions``). Refuses benchmark Mach numbers."""
+    from kinclose.kinetic.shock import steady_shock
+    from kinclose.physics import BENCHMARK_MACHS, mfp_coefficient, rankine_hugoniot
+    from kinclose.reduced.closure import shape_quadrature
+
+    clash = [m for m in machs if any(math.isclose(float(m), b) for b in BENCHMARK_MACHS)]
+    if clash:
+        raise RolloutDataError(f"shock Mach numbers {clash} are benchmark Mach numbers {BENCHMARK_MACHS}; the Mach "
+                               "sweep promises closures that never saw those shocks")
+    if not machs:
+        raise RolloutDataError("stage.shock.machs is empty; give at least one Mach number or set stage.shock.weight=0")
+    opts = {"omega": 0.5, "dx": 0.0625, **dict(dvm or {})}
+    r = dx / float(opts["dx"])
+    if abs(r - round(r)) > 1e-9 or round(r) < 1:
+        raise RolloutDataError(f"the model cell dx={dx} is not a multiple of the DVM cell {opts['dx']}")
+    r = round(r)
+    U0, W0, F, ends = [], [], [], []
+    for mach in machs:
+        s = rankine_hugoniot(float(mach))
+        t0 = time.perf_counter()
+        prof = steady_shock(s, collision="bgk", x_min=x_min, x_max=x_max, progress=False, **opts)
+        v, dv, g, h = prof.distribution
+        if g.shape[0] % r:
+            raise RolloutDataError(f"the DVM shock has {g.shape[0]} cells, not a multiple of {r}")
+        q = shape_quadrature(g.reshape(-1, r, g.shape[1]).mean(1), h.reshape(-1, r, h.shape[1]).mean(1), v, dv,
+                             weights.a_np, weights.b_np)
+        rho, u, T = q["rho"], q["u"], q["T"]
+        U0.append(np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T], axis=1))
+        W0.append(q["m"])
+        F.append(np.stack([rho, u, T, rho * T * q["sigma_hat"], rho * T**1.5 * q["q_hat"]], axis=1))
+        ends.append([[s.rho1, s.u1, s.T1], [s.rho2, s.u2, s.T2]])
+        log.info("shock target Mach %g: DVM steady in %.1f s, %d cells -> %d", mach, time.perf_counter() - t0,
+                 g.shape[0], g.shape[0] // r)
+    omega = float(opts["omega"])
+    return ShockTargets(np.stack(U0), np.stack(W0), np.stack(F), np.asarray(ends, dtype=float),
+                        np.asarray(machs, dtype=float), float(dx), 1.0 / mfp_coefficient(omega), omega)
+
+
+def shock_error_terms(pred: Any, ref: Any, upstream: Any) -> Any:
+    """(B, 5) squared relative L2 errors of the shock benchmark (``kinclose.bench.shock.field_errors``) of
+    fields pred, ref (B, nx, 5) on the same cells: mean (pred − ref)² / mean (ref − base)², base the upstream
+    (ρ1, u1, T1) (B, 3) for ρ, u, T and 0 for σ, q (the benchmark also centres both profiles first)."""
+    import torch
+
+    base = torch.cat([upstream, torch.zeros_like(upstream[:, :2])], dim=1)[:, None]  # (B, 1, 5)
+    return ((pred - ref) ** 2).mean(1) / ((ref - base) ** 2).mean(1)
+
+
 def rollout(solver: Any, U0: Any, W0: Any, times: NDArray, mu_ref: Any, cfl: float = 0.5,
             checkpoint: bool = True, max_steps: int = 100_000) -> tuple[list[Any], Any, Any]:
     """Advance every problem of the batch to each time of ``times`` with its own stable step (Δt =
@@ -198,6 +276,88 @@ def _linear_response_term(ens: Any, lin: LinearResponse, dtype: Any) -> Any:
     return lambda: linear_response_penalty(stress_heat, frame, w_eq, targets, create_graph=True)
 
 
+class _ShockTerm:
+    """The steady-shock term of the loss: ``loss()`` = mean over the shocks of Σ_f w_f (the shock benchmark's
+    squared relative errors, averaged over the snapshots) of rollouts from the steady DVM profiles; if a
+    rollout loses positivity the term is 0 for that loss (its shocks counted in ``failed``)."""
+
+    def __init__(self, targets: ShockTargets, solver: Any, times: list[float], cfl: float, weight: float,
+                 fw: Any, dtype: Any) -> None:
+        import torch
+
+        self.targets, self.solver, self.times, self.cfl, self.weight, self.fw = targets, solver, times, cfl, weight, fw
+        self.U0 = torch.as_tensor(targets.U0, dtype=dtype)
+        self.W0 = torch.as_tensor(targets.W0, dtype=dtype)
+        self.F = torch.as_tensor(targets.fields, dtype=dtype)
+        self.up = torch.as_tensor(targets.ends[:, 0], dtype=dtype)
+        self.mu = torch.full((len(targets.machs),), targets.mu_ref, dtype=dtype)
+        self.failed = 0
+
+    def terms(self) -> tuple[Any, Any]:
+        """(N, S, 5) squared error terms and the (N,) mask of shocks that stayed physical."""
+        import torch
+
+        preds, _, ok = rollout(self.solver, self.U0, self.W0, self.times, self.mu, self.cfl)
+        return torch.stack([shock_error_terms(p, self.F, self.up) for p in preds], dim=1), ok
+
+    def loss(self) -> Any:
+        terms, ok = self.terms()
+        if not bool(ok.all()):  # a non-finite shock would put 0 * NaN into the others' gradients: skip them all
+            self.failed += int((~ok).sum())
+            log.warning("%d of %d shock rollouts lost positivity; the shock term is left out of this loss",
+                        int((~ok).sum()), ok.numel())
+            return self.U0.sum() * 0.0
+        return (terms.mean(1) * self.fw).sum(-1).mean()
+
+    def errors(self) -> dict[str, dict[str, float]]:
+        """{Mach: {field: relative L2 error at the last snapshot}} (the benchmark's, without centring)."""
+        import torch
+
+        with torch.no_grad():
+            terms, ok = self.terms()
+        return {f"{m:g}": ({f: float(v) for f, v in zip(FIELDS, terms[i, -1].sqrt())} if bool(ok[i]) else None)
+                for i, m in enumerate(self.targets.machs)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"machs": self.targets.machs.tolist(), "weight": self.weight, "times": list(self.times),
+                "cfl": self.cfl, "dx": self.targets.dx, "nx": int(self.targets.U0.shape[1]),
+                "failed_rollouts": self.failed}
+
+
+def _shock_term(opt: Any, spec: str, src_path: Path, meta: dict, ens: Any, xi_max: float, flux: str, limiter: str,
+                fw: Any, dtype: Any) -> _ShockTerm | None:
+    """The steady-shock term of ``stage.shock`` (None with weight 0). The encoder is the closure's moments
+    model: ``opt.moments_ckpt``, by default the ``moments.pt`` beside the closure checkpoint, checked against
+    the closure's ``moments_checkpoint_sha256``."""
+    import torch
+
+    from kinclose.closure.targets import encoder_weight_functions
+    from kinclose.moments.train import load_checkpoint
+    from kinclose.pretrained import resolve
+    from kinclose.reduced.differentiable import TorchReducedSolver
+
+    weight = float(opt.weight)
+    if weight < 0 or not math.isfinite(weight):
+        raise ValueError(f"stage.shock.weight={opt.weight!r} must be a finite number >= 0")
+    if weight == 0:
+        return None
+    times = [float(t) for t in opt.times]
+    if not times or any(b <= a for a, b in zip([0.0, *times], times)):
+        raise ValueError(f"stage.shock.times={times} must be increasing and positive")
+    moments = Path(resolve(str(opt.moments_ckpt))) if opt.moments_ckpt else src_path.parent / "moments.pt"
+    want = meta.get("moments_checkpoint_sha256")
+    if not moments.is_file() or (want and file_sha256(moments) != want):
+        raise RolloutDataError(f"{moments} is not the moments model of the closure {spec} (missing, or its sha256 "
+                               "differs from the closure's moments_checkpoint_sha256); set stage.shock.moments_ckpt")
+    model, _ = load_checkpoint(moments)
+    targets = shock_targets([float(m) for m in opt.machs], encoder_weight_functions(model.encoder), dx=float(opt.dx),
+                            x_min=float(opt.x_min), x_max=float(opt.x_max), dvm=dict(opt.dvm))
+    solver = TorchReducedSolver(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, xi_max, targets.dx, targets.omega,
+                                flux=flux, limiter=limiter, left=torch.as_tensor(targets.ends[:, 0], dtype=dtype),
+                                right=torch.as_tensor(targets.ends[:, 1], dtype=dtype))
+    return _ShockTerm(targets, solver, times, float(opt.cfl), weight, fw, dtype)
+
+
 def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     """Fine-tune ``cfg.closure_ckpt`` through reduced-solver rollouts of the trajectories in ``cfg.data.root``
     (conf/train.yaml with stage=rollout) into ``run_dir``; returns the metrics (also ``metrics.json``)."""
@@ -231,6 +391,7 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
     solver = TorchReducedSolver(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, xi_max, traj.dx, traj.omega,
                                 flux=str(st.flux), limiter=str(st.limiter))
     fw = torch.tensor([float(st.field_weights[f]) for f in FIELDS], dtype=dtype)
+    shock = _shock_term(st.shock, spec, src_path, meta, ens, xi_max, str(st.flux), str(st.limiter), fw, dtype)
     hyp = Hyperbolicity.from_dict(OmegaConf.to_container(st.hyperbolicity, resolve=True))
     lin = LinearResponse.from_dict(OmegaConf.to_container(st.linear_response, resolve=True))
     lin_penalty = _linear_response_term(ens, lin, dtype) if lin.weight > 0 else None
@@ -266,9 +427,12 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
             loss = loss + hyp.weight * sum(member_penalty(m, Wp, hyp.s_max) for m in ens.members) / ens.K
         if lin_penalty is not None:
             loss = loss + lin.weight * lin_penalty().to(dtype)
+        if shock is not None:
+            loss = loss + shock.weight * shock.loss()
         return loss
 
-    val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"] + (["val_linear_response"] if lin_penalty else [])
+    val_keys = [f"val_{f}" for f in FIELDS] + ["val_failed"] + (["val_linear_response"] if lin_penalty else []) \
+        + (["val_shock"] if shock is not None else [])
 
     def evaluate(tj: Trajectories) -> tuple[float, dict[str, float]]:
         """Mean loss over ``tj`` and the sweep errors (relative L2, mean over problems) at the final time."""
@@ -287,7 +451,13 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
         if lin_penalty is not None:  # early stopping judges the objective that is trained
             extras["val_linear_response"] = float(lin_penalty().detach())
             total += lin.weight * extras["val_linear_response"]
+        if shock is not None:  # the training shocks (no benchmark Mach number is held out for this)
+            with torch.no_grad():
+                extras["val_shock"] = float(shock.loss())
+            total += shock.weight * extras["val_shock"]
         return total, extras
+
+    shock_before = shock.errors() if shock is not None else None
 
     hist = fit_early_stopping(ens, len(tr), batch_loss, lambda: evaluate(va), epochs=int(st.epochs),
                               batch_size=int(st.batch_size), lr=float(st.lr), patience=int(st.patience), seed=seed,
@@ -303,7 +473,10 @@ def train_rollout(cfg: Any, run_dir: str | Path | None = None) -> dict:
               "linear_response": {"weight": lin.weight,
                                   "error_after": hist["val_linear_response"][best] if lin_penalty else None},
               "val_best": {"loss": hist["best_val_loss"], **{k: hist[k][best] for k in val_keys}}, "best_epoch": best,
-              "failed_train_rollouts": failed["train"], "wall_s": time.perf_counter() - t_start}
+              "failed_train_rollouts": failed["train"],
+              "shock": None if shock is None else {**shock.describe(), "errors_before": shock_before,
+                                                   "errors_after": shock.errors()},
+              "wall_s": time.perf_counter() - t_start}
     new_meta = dict(meta)
     new_meta["xi_max"] = xi_max
     new_meta["extra"] = {**dict(meta.get("extra") or {}), "rollout": report}

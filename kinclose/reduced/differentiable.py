@@ -4,7 +4,8 @@ The same scheme as :class:`kinclose.reduced.solver.ReducedSolver` (its module do
 equations): MUSCL reconstruction of (ρ, u, T, W), Rusanov flux of W in the frame of each cell, the
 Rusanov or Knudsen-weighted ``ap`` flux of U, the frame update m(W'; δ', τ') = Z/ρ' by fixed-point
 iteration, and the ARS(2,2,2) IMEX step with the implicit BGK relaxation R_a W = (W + aν W_eq)/(1 + aν).
-Periodic boundaries, the exact BGK source, and the closure's ensemble mean as torch functions
+Periodic boundaries, or reservoirs (``left``/``right`` primitive states of every problem, W = W_eq in the
+two ghost cells at each end: ``ReducedSolver(bc="reservoir", outflow="reservoir")``), the exact BGK source, and the closure's ensemble mean as torch functions
 (``stress_heat(W) → (n, 2)``, ``frame(W, δ, τ) → (m, k)``, e.g. ``Ensemble.mean_stress_heat`` /
 ``Ensemble.mean_frame``), so that gradients of a loss on the solution flow into the closure's parameters.
 
@@ -90,7 +91,7 @@ def hllc_t(rl: Tensor, ul: Tensor, pl: Tensor, rr: Tensor, ur: Tensor, pr: Tenso
 
 
 class TorchReducedSolver:
-    """Batched differentiable reduced solver on a periodic grid of ``nx`` cells of width ``dx``.
+    """Batched differentiable reduced solver on a grid of cells of width ``dx``, periodic or between reservoirs.
 
     Parameters
     ----------
@@ -101,10 +102,13 @@ class TorchReducedSolver:
     dx : cell width; omega : VHS exponent (ν = ρ T^{1−ω}/μ_ref).
     flux : "ap" or "rusanov" (flux of U, as ``ReducedSolver``); limiter : "mc" or "minmod".
     fixed_point_iters : iterations of the frame update.
+    left, right : None (periodic) or (B, 3) primitive (ρ, u, T) reservoir states of each problem (the ghost
+        cells at that end hold them with W = W_eq); a solver with reservoirs steps batches of exactly B.
     """
 
     def __init__(self, stress_heat: StressHeatFn, frame: FrameFn, w_eq: Tensor, xi_max: float, dx: float,
-                 omega: float = 0.5, flux: str = "ap", limiter: str = "mc", fixed_point_iters: int = 2) -> None:
+                 omega: float = 0.5, flux: str = "ap", limiter: str = "mc", fixed_point_iters: int = 2,
+                 left: Tensor | None = None, right: Tensor | None = None) -> None:
         if flux not in ("ap", "rusanov"):
             raise ValueError(f"unknown flux {flux!r}; choose 'ap' or 'rusanov'")
         if limiter not in ("mc", "minmod"):
@@ -115,6 +119,15 @@ class TorchReducedSolver:
         self.w_eq = w_eq
         self.xi_max, self.dx, self.omega = float(xi_max), float(dx), float(omega)
         self.flux, self.limiter, self.iters = flux, limiter, int(fixed_point_iters)
+        if (left is None) != (right is None):
+            raise ValueError("reservoir boundaries need both left and right states")
+        if left is not None:
+            if left.ndim != 2 or left.shape[1] != 3 or right.shape != left.shape:
+                raise ValueError(f"left/right reservoir states must both be (B, 3), got {tuple(left.shape)} and "
+                                 f"{tuple(right.shape)}")
+            if not bool(((left[:, 0] > 0) & (left[:, 2] > 0) & (right[:, 0] > 0) & (right[:, 2] > 0)).all()):
+                raise ValueError("reservoir states need positive density and temperature")
+        self.left, self.right = left, right
 
     # ----------------------------------------------------------------- closure calls on (B, n, ·) arrays
     def _sh(self, W: Tensor) -> Tensor:
@@ -139,11 +152,25 @@ class TorchReducedSolver:
     def _nu(self, rho: Tensor, T: Tensor, mu_ref: Tensor) -> Tensor:
         return rho * T ** (1.0 - self.omega) / mu_ref[:, None]
 
+    def _padded(self, P: Tensor) -> Tensor:
+        """(B, nx, 3 + M) primitive states with two ghost cells at each end: periodic copies or reservoirs."""
+        if self.left is None:
+            return torch.cat([P[:, -2:], P, P[:, :2]], dim=1)
+        B, M = P.shape[0], P.shape[2] - 3
+        if self.left.shape[0] != B:
+            raise ValueError(f"this solver's reservoirs are for {self.left.shape[0]} problems, got a batch of {B}")
+        w = self.w_eq.to(P.dtype).expand(B, M)
+
+        def ghost(s: Tensor) -> Tensor:
+            return torch.cat([s.to(P.dtype), w], dim=-1)[:, None].expand(B, 2, M + 3)
+
+        return torch.cat([ghost(self.left), P, ghost(self.right)], dim=1)
+
     def _rates(self, U: Tensor, W: Tensor, mu_ref: Tensor) -> tuple[Tensor, Tensor]:
         """dU (B, nx, 3) and dZ (B, nx, M) = −(flux differences)/Δx, dZ in the frame of each cell."""
         rho, u, T = primitive_t(U)
         P = torch.cat([torch.stack([rho, u, T], dim=-1), W], dim=-1)  # (B, nx, 3 + M)
-        Pp = torch.cat([P[:, -2:], P, P[:, :2]], dim=1)  # periodic ghosts (B, nx + 4, ·)
+        Pp = self._padded(P)  # (B, nx + 4, 3 + M)
         d = Pp[:, 1:] - Pp[:, :-1]
         slope = limited_slope_t(d[:, :-1], d[:, 1:], self.limiter)  # padded cells 1 … nx+2
         sl = Pp[:, 1:-2] + 0.5 * slope[:, :-1]  # faces f = 0 … nx, between cells f−1 and f
@@ -175,7 +202,8 @@ class TorchReducedSolver:
             N = 0.5 * ((F_l - euler_flux_t(sl[..., 0], sl[..., 1], sl[..., 2]))
                        + (F_r - euler_flux_t(sr[..., 0], sr[..., 1], sr[..., 2])))
             Fhat = theta * Fhat + (1.0 - theta) * (H + N)
-        Fhat = torch.cat([Fhat[:, :-1], Fhat[:, :1]], dim=1)  # faces 0 and nx are one face
+        if self.left is None:
+            Fhat = torch.cat([Fhat[:, :-1], Fhat[:, :1]], dim=1)  # periodic: faces 0 and nx are one face
         dU = -(Fhat[:, 1:] - Fhat[:, :-1]) / self.dx
         # W fluxes through the right (f = j+1) and left (f = j) faces of cell j, in the frame of cell j
         states = torch.cat([sl[:, 1:], sr[:, 1:], sl[:, :-1], sr[:, :-1]], dim=1)  # (B, 4 nx, 3 + M)

@@ -169,3 +169,120 @@ def test_linear_response_term_is_the_closure_stage_penalty_on_the_mean() -> None
     assert float(p.detach()) == pytest.approx(want, rel=1e-3)
     grads = torch.autograd.grad(p, list(e32.parameters()), allow_unused=True)
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0.0
+
+
+TINY_SHOCK = ["stage.shock.machs=[2.5]", "stage.shock.times=[0.3,0.6]", "stage.shock.dx=1.0", "stage.shock.x_min=-20.0",
+              "stage.shock.x_max=6.0", "+stage.shock.dvm.nv=40", "+stage.shock.dvm.levels=1", "+stage.shock.dvm.tol=1e-3",
+              "stage.shock.dvm.dx=0.5"]
+
+
+@pytest.fixture(scope="module")
+def tiny_shock():
+    """Steady Mach 2.5 DVM shock on 52 cells averaged onto 26, W from the shipped moments model."""
+    from kinclose.closure.targets import encoder_weight_functions
+    from kinclose.moments.train import load_checkpoint
+
+    model, _ = load_checkpoint(resolve("pretrained:mlc_small").parent / "moments.pt")
+    return R.shock_targets([2.5], encoder_weight_functions(model.encoder), dx=1.0, x_min=-20.0, x_max=6.0,
+                           dvm={"dx": 0.5, "nv": 40, "levels": 1, "tol": 1e-3})
+
+
+def test_shock_targets_are_block_averaged_distributions(tiny_shock) -> None:
+    from kinclose.physics import rankine_hugoniot
+
+    t = tiny_shock
+    s = rankine_hugoniot(2.5)
+    assert t.U0.shape == (1, 26, 3) and t.W0.shape == (1, 26, 4) and t.fields.shape == (1, 26, 5)
+    np.testing.assert_allclose(t.ends[0], [[s.rho1, s.u1, s.T1], [s.rho2, s.u2, s.T2]])
+    rho, u, T = t.fields[0, :, 0], t.fields[0, :, 1], t.fields[0, :, 2]
+    np.testing.assert_allclose(t.U0[0], np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T], 1), rtol=1e-13)
+    # far upstream and downstream the gas is in equilibrium (to this coarse DVM's accuracy): W = W_eq, σ = q = 0;
+    # inside the shock it is not
+    ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small"))
+    w_eq = ens.w_eq.numpy()
+    for cell in (0, -1):
+        np.testing.assert_allclose(t.W0[0, cell], w_eq, atol=3e-3)
+        assert abs(t.fields[0, cell, 3]) < 1e-2 and abs(t.fields[0, cell, 4]) < 1e-2
+    assert np.abs(t.W0[0] - w_eq).max() > 0.05 and np.abs(t.fields[0, :, 4]).max() > 0.05
+    assert t.fields[0, 0, 0] == pytest.approx(s.rho1, rel=1e-3) and t.fields[0, -1, 0] == pytest.approx(s.rho2, rel=1e-2)
+
+
+def test_shock_targets_refuse_benchmark_machs_and_misfit_grids(tiny_shock) -> None:
+    with pytest.raises(R.RolloutDataError, match="benchmark Mach"):
+        R.shock_targets([2.5, 5.5], None)
+    with pytest.raises(R.RolloutDataError, match="not a multiple"):
+        R.shock_targets([2.5], None, dx=0.3, dvm={"dx": 0.25})
+
+
+def test_shock_loss_terms_are_the_shock_benchmark_errors(rng) -> None:
+    """Without centring (same cells), the terms are the squares of ``kinclose.bench.shock.field_errors``."""
+    from kinclose.bench.shock import field_errors
+    from kinclose.physics import rankine_hugoniot
+    from kinclose.shockprofile import ShockProfile
+
+    s = rankine_hugoniot(3.5)
+    x = np.linspace(-5, 5, 24)
+    w = 0.5 * (1 + np.tanh(x))
+    ref = np.stack([s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w,
+                    -np.exp(-x * x), -0.5 * np.exp(-x * x)], axis=1)
+    pred = ref + 0.03 * rng.normal(size=ref.shape)
+    e = field_errors(ShockProfile(x, *pred.T, s, "m", {}), ShockProfile(x, *ref.T, s, "ref", {}))
+    t = R.shock_error_terms(torch.tensor(pred)[None], torch.tensor(ref)[None],
+                            torch.tensor([[s.rho1, s.u1, s.T1]]))[0].sqrt().numpy()
+    np.testing.assert_allclose(t, [e[f"{f}_L2"] for f in R.FIELDS], rtol=1e-6)
+
+
+def test_a_gradient_step_lowers_the_shock_loss(tiny_shock) -> None:
+    """The steady DVM profile drifts under the closure (a loss > 0), and the gradient of that drift is a descent
+    direction for the closure's parameters."""
+    ens, _ = load_closure_checkpoint(resolve("pretrained:mlc_small"))
+    t = tiny_shock
+    solver = TorchReducedSolver(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, 5.0, t.dx, t.omega,
+                                left=torch.tensor(t.ends[:, 0]), right=torch.tensor(t.ends[:, 1]))
+    term = R._ShockTerm(t, solver, [0.3, 0.6], 0.9, 1.0, torch.ones(5, dtype=torch.float64), torch.float64)
+    params = list(ens.parameters())
+    before = term.loss()
+    assert float(before.detach()) > 1e-4
+    grads = torch.autograd.grad(before, params)
+    eta = 0.01 * float(before.detach()) / float(sum((g ** 2).sum() for g in grads))
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p -= eta * g
+        after = float(term.loss())
+    assert after < 0.995 * float(before.detach())
+    errs = term.errors()
+    assert list(errs) == ["2.5"] and set(errs["2.5"]) == set(R.FIELDS) and errs["2.5"]["q"] > 0
+    term.U0[0, 5, 2] = -1.0  # negative energy in one cell: the term drops out of the loss, no NaN in any gradient
+    bad = term.loss()
+    assert float(bad.detach()) == 0.0 and not bad.requires_grad and term.failed == 1
+    assert term.errors() == {"2.5": None}
+
+
+def test_stage_with_shocks_reports_them(bgk_dataset: Path, tmp_path: Path) -> None:
+    cfg = compose("train", ["stage=rollout", "closure_ckpt=pretrained:mlc_small", f"data.root={bgk_dataset}",
+                            "data.val_fraction=0.5", "stage.nx=8", "stage.kn=[0.01,10.0]", "stage.epochs=1",
+                            "stage.batch_size=1", "stage.hyperbolicity.n_states=8", "threads=1",
+                            "stage.shock.weight=1.0", *TINY_SHOCK])
+    metrics = R.train_rollout(cfg, tmp_path / "run")
+    sh = metrics["shock"]
+    assert sh["machs"] == [2.5] and sh["weight"] == 1.0 and sh["failed_rollouts"] == 0
+    assert set(sh["errors_before"]["2.5"]) == set(R.FIELDS) and set(sh["errors_after"]["2.5"]) == set(R.FIELDS)
+    hist = metrics["history"]
+    assert len(hist["val_shock"]) == 2 and hist["val_shock"][0] > 0
+    # the validation loss is the sweep's plus weight x the shock term
+    sweep0 = metrics["val_before"]["loss"] - hist["val_shock"][0]
+    assert 0 < sweep0 < metrics["val_before"]["loss"]
+    assert load_closure_checkpoint(tmp_path / "run" / "closure.pt")[1]["extra"]["rollout"]["shock"]["machs"] == [2.5]
+
+
+@pytest.mark.parametrize("bad,match", [("stage.shock.machs=[5.5]", "benchmark Mach"),
+                                       ("stage.shock.weight=-1", "finite number >= 0"),
+                                       ("stage.shock.times=[0.5,0.2]", "increasing"),
+                                       ("stage.shock.moments_ckpt=pretrained:hermmlc_small", "not the moments model")])
+def test_bad_shock_options_are_refused(bgk_dataset: Path, tmp_path: Path, bad: str, match: str) -> None:
+    base = "stage.shock.weight=1.0"
+    cfg = compose("train", ["stage=rollout", "closure_ckpt=pretrained:mlc_small", f"data.root={bgk_dataset}",
+                            "data.val_fraction=0.5", "stage.nx=8", "stage.kn=[0.01,10.0]", "threads=1",
+                            *TINY_SHOCK, base, bad])
+    with pytest.raises((ValueError, R.RolloutDataError), match=match):
+        R.train_rollout(cfg, tmp_path / "run")

@@ -117,3 +117,40 @@ def test_gradient_through_checkpointed_rollout_equals_finite_differences(closure
         lm = float(loss(False))
         flat[i] += h
     np.testing.assert_allclose((lp - lm) / (2 * h), float(g_ck.reshape(-1)[i]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("flux", ["rusanov", "ap"])
+def test_torch_step_with_reservoirs_equals_numpy_solver(closure, flux) -> None:
+    """Reservoir ends (the shock's boundaries): the ghost cells hold each problem's own left/right state."""
+    nx, B = 20, 2
+    ends = [((1.0, 2.0, 1.0), (2.0, 1.0, 1.6)), ((1.2, 1.5, 0.9), (1.8, 0.8, 1.4))]
+    mus = [mu_ref_for_knudsen(0.3 * (1 + b), 0.5) for b in range(B)]
+    sols = []
+    for b in range(B):
+        s = ReducedSolver(-0.5, 0.5, nx, closure, mus[b], bc="reservoir", left=ends[b][0], right=ends[b][1],
+                          flux=flux, outflow="reservoir")
+        w = 0.5 * (1 + np.tanh(s.x / 0.2))
+        (r1, u1, t1), (r2, u2, t2) = ends[b]
+        s.set_state(r1 + (r2 - r1) * w, u1 + (u2 - u1) * w, t1 + (t2 - t1) * w, closure.equilibrium() + 0.02 * w[:, None])
+        sols.append(s)
+    ts = TorchReducedSolver(closure.ensemble.mean_stress_heat, closure.ensemble.mean_frame, closure.ensemble.w_eq,
+                            5.0, 1.0 / nx, flux=flux, left=torch.tensor([e[0] for e in ends], dtype=F64),
+                            right=torch.tensor([e[1] for e in ends], dtype=F64))
+    U = torch.tensor(np.stack([s.U for s in sols]))
+    W = torch.tensor(np.stack([s.W for s in sols]))
+    for _ in range(4):
+        dt = np.array([s.dt_max() for s in sols])
+        for s, d in zip(sols, dt):
+            s.step(d)
+        with torch.no_grad():
+            U, W = ts.step(U, W, torch.tensor(dt, dtype=F64), torch.tensor(mus, dtype=F64))
+    np.testing.assert_allclose(U.numpy(), np.stack([s.U for s in sols]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(W.numpy(), np.stack([s.W for s in sols]), rtol=0, atol=1e-11)
+    with pytest.raises(ValueError, match="batch of 1"):
+        ts.step(U[:1], W[:1], torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64))
+    with pytest.raises(ValueError, match="both left and right"):
+        TorchReducedSolver(closure.ensemble.mean_stress_heat, closure.ensemble.mean_frame, closure.ensemble.w_eq,
+                           5.0, 0.1, left=torch.ones(1, 3, dtype=F64))
+    with pytest.raises(ValueError, match="positive density"):
+        TorchReducedSolver(closure.ensemble.mean_stress_heat, closure.ensemble.mean_frame, closure.ensemble.w_eq,
+                           5.0, 0.1, left=torch.ones(1, 3, dtype=F64), right=-torch.ones(1, 3, dtype=F64))
