@@ -26,6 +26,12 @@ GAMMA = 5.0 / 3.0
 BENCHMARK_MACHS = (1.5, 2.0, 3.0, 4.0, 5.5, 7.0, 8.0)  # the Mach sweep's shocks (issue 8): never training data
 
 
+def benchmark_machs_in(machs: ArrayLike) -> list[float]:
+    """The Mach numbers of ``machs`` that are benchmark Mach numbers (``BENCHMARK_MACHS``, to rounding)."""
+    return [float(m) for m in np.atleast_1d(np.asarray(machs, dtype=float))
+            if any(math.isclose(float(m), b) for b in BENCHMARK_MACHS)]
+
+
 class PhysicalStateError(ValueError):
     """A state that no model can represent: non-positive ρ or T, NaN or inf."""
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -29,7 +28,12 @@ import numpy as np
 from kinclose.data.schema import manifest_entry, write_manifest, write_shard
 from kinclose.kinetic.moments import conserved
 from kinclose.kinetic.shock import steady_shock
-from kinclose.physics import BENCHMARK_MACHS, mfp_coefficient, rankine_hugoniot
+from kinclose.physics import (
+    BENCHMARK_MACHS,
+    benchmark_machs_in,
+    mfp_coefficient,
+    rankine_hugoniot,
+)
 from kinclose.shockprofile import center, inverse_density_thickness
 
 log = logging.getLogger("label_shocks")
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--omega", type=float, default=0.5, help="VHS viscosity exponent")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    clash = [m for m in args.machs if any(math.isclose(m, b) for b in BENCHMARK_MACHS)]
+    clash = benchmark_machs_in(args.machs)
     if clash:
         raise SystemExit(f"--machs {clash} are benchmark Mach numbers {BENCHMARK_MACHS}; the Mach sweep promises "
                          "closures that never saw those shocks")

@@ -52,8 +52,8 @@ from numpy.typing import NDArray
 from kinclose import __version__
 from kinclose.closure.targets import FrameSampling, sample_frames
 from kinclose.closure.train import (CHECKPOINT_NAME, ClosureCheckpointError, Hyperbolicity, characteristic_speeds,
-                                    file_sha256, fit_member, load_closure_checkpoint, plot_learning_curves,
-                                    save_closure_checkpoint, start_checkpoint_stage)
+                                    file_sha256, fit_member, load_closure_checkpoint, load_closure_moments,
+                                    plot_learning_curves, save_closure_checkpoint, start_checkpoint_stage)
 from kinclose.conf import reject_unknown_keys
 from kinclose.io import atomic_write_json
 
@@ -453,25 +453,14 @@ def student_meta(teacher_meta: dict, teacher_sha256: str, report: dict) -> dict:
 def _data_states(cfg: Any, st: Any, teacher_path: Path, meta: dict, seed: int) -> tuple[NDArray | None, dict]:
     """W of the teacher's dataset (``stage.dataset``) encoded with its moments checkpoint, or None."""
     from kinclose.closure.targets import encode
-    from kinclose.moments.train import load_checkpoint, load_dataset
+    from kinclose.moments.train import load_dataset
 
     root = st.get("dataset")
     if not root:
         return None, {}
-    ckpt = cfg.get("moments_ckpt") or teacher_path.parent / "moments.pt"
-    ckpt = Path(str(ckpt))
-    if not ckpt.is_file():
-        raise ClosureCheckpointError(f"stage.dataset is set but no moments checkpoint to encode it: add "
-                                     f"moments_ckpt=PATH/moments.pt (the teacher's; {ckpt} does not exist)")
-    sha = file_sha256(ckpt)
-    want = meta.get("moments_checkpoint_sha256")
-    if want and sha != want:
-        raise ClosureCheckpointError(f"{ckpt} is not the moments checkpoint the teacher was trained with (sha256 "
-                                     f"{sha[:12]}…, teacher expects {str(want)[:12]}…): its W would mean something "
-                                     "else")
-    moments, _ = load_checkpoint(ckpt)
-    if int(moments.M) != int(meta["kwargs"]["M"]):
-        raise ClosureCheckpointError(f"{ckpt} has M={moments.M}, the teacher M={meta['kwargs']['M']}")
+    moments, ckpt = load_closure_moments(teacher_path, meta, cfg.get("moments_ckpt"), role="teacher",
+                                         missing="stage.dataset is set but no moments checkpoint to encode it: add "
+                                                 "moments_ckpt=PATH/moments.pt (the teacher's)")
     data = load_dataset(str(root), moments.grid, str(st.get("interpolation", "logcubic")),
                         cfg.data.get("max_samples_per_shard"), seed, bool(cfg.data.get("verify_checksums", True)))
     if meta.get("dataset_hash") and data.info.get("dataset_hash") != meta["dataset_hash"]:

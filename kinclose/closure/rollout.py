@@ -56,6 +56,7 @@ from kinclose.closure.train import (
     file_sha256,
     fit_early_stopping,
     load_closure_checkpoint,
+    load_closure_moments,
     plot_learning_curves,
     save_closure_checkpoint,
     start_checkpoint_stage,
@@ -165,10 +166,16 @@ def shock_targets(machs: list[float], weights: Any, *, dx: float = 0.25, x_min: 
     must divide ``dx``) and average it onto cells of width ``dx``; W from the encoder's weight functions
     ``weights`` (``kinclose.closure.targets.encoder_weight_functions``). Refuses benchmark Mach numbers."""
     from kinclose.kinetic.shock import steady_shock
-    from kinclose.physics import BENCHMARK_MACHS, mfp_coefficient, rankine_hugoniot
+    from kinclose.physics import (
+        BENCHMARK_MACHS,
+        benchmark_machs_in,
+        conservative,
+        mfp_coefficient,
+        rankine_hugoniot,
+    )
     from kinclose.reduced.closure import shape_quadrature
 
-    clash = [m for m in machs if any(math.isclose(float(m), b) for b in BENCHMARK_MACHS)]
+    clash = benchmark_machs_in(machs)
     if clash:
         raise RolloutDataError(f"shock Mach numbers {clash} are benchmark Mach numbers {BENCHMARK_MACHS}; the Mach "
                                "sweep promises closures that never saw those shocks")
@@ -187,10 +194,9 @@ def shock_targets(machs: list[float], weights: Any, *, dx: float = 0.25, x_min: 
         v, dv, g, h = prof.distribution
         if g.shape[0] % r:
             raise RolloutDataError(f"the DVM shock has {g.shape[0]} cells, not a multiple of {r}")
-        q = shape_quadrature(g.reshape(-1, r, g.shape[1]).mean(1), h.reshape(-1, r, h.shape[1]).mean(1), v, dv,
-                             weights.a_np, weights.b_np)
+        q = shape_quadrature(_blocks(g, r), _blocks(h, r), v, dv, weights.a_np, weights.b_np)
         rho, u, T = q["rho"], q["u"], q["T"]
-        U0.append(np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T], axis=1))
+        U0.append(conservative(rho, u, T))
         W0.append(q["m"])
         F.append(np.stack([rho, u, T, rho * T * q["sigma_hat"], rho * T**1.5 * q["q_hat"]], axis=1))
         ends.append([[s.rho1, s.u1, s.T1], [s.rho2, s.u2, s.T2]])
@@ -332,8 +338,6 @@ def _shock_term(opt: Any, spec: str, src_path: Path, meta: dict, ens: Any, xi_ma
     import torch
 
     from kinclose.closure.targets import encoder_weight_functions
-    from kinclose.moments.train import load_checkpoint
-    from kinclose.pretrained import resolve
     from kinclose.reduced.differentiable import TorchReducedSolver
 
     weight = float(opt.weight)
@@ -344,12 +348,9 @@ def _shock_term(opt: Any, spec: str, src_path: Path, meta: dict, ens: Any, xi_ma
     times = [float(t) for t in opt.times]
     if not times or any(b <= a for a, b in zip([0.0, *times], times)):
         raise ValueError(f"stage.shock.times={times} must be increasing and positive")
-    moments = Path(resolve(str(opt.moments_ckpt))) if opt.moments_ckpt else src_path.parent / "moments.pt"
-    want = meta.get("moments_checkpoint_sha256")
-    if not moments.is_file() or (want and file_sha256(moments) != want):
-        raise RolloutDataError(f"{moments} is not the moments model of the closure {spec} (missing, or its sha256 "
-                               "differs from the closure's moments_checkpoint_sha256); set stage.shock.moments_ckpt")
-    model, _ = load_checkpoint(moments)
+    model, _ = load_closure_moments(src_path, meta, opt.moments_ckpt,
+                                    missing=f"stage.shock needs the moments model of the closure {spec}: set "
+                                            "stage.shock.moments_ckpt")
     targets = shock_targets([float(m) for m in opt.machs], encoder_weight_functions(model.encoder), dx=float(opt.dx),
                             x_min=float(opt.x_min), x_max=float(opt.x_max), dvm=dict(opt.dvm))
     solver = TorchReducedSolver(ens.mean_stress_heat, ens.mean_frame, ens.w_eq, xi_max, targets.dx, targets.omega,

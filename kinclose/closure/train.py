@@ -441,6 +441,33 @@ def load_closure_checkpoint(path: str | Path, map_location: str = "cpu"):
                                     stage="kinclose-train stage=closure", map_location=map_location)
 
 
+def load_closure_moments(closure_path: str | Path, meta: dict, moments_ckpt: str | Path | None, *, missing: str,
+                         role: str = "closure") -> tuple[Any, Path]:
+    """(moments model, its path) that a closure was trained with: ``moments_ckpt`` (a path or
+    ``pretrained:<name>``), by default the ``moments.pt`` beside the closure checkpoint ``closure_path``.
+
+    Raises :class:`ClosureCheckpointError` when it is missing (message ``missing``), when its sha256 differs
+    from the closure's ``meta["moments_checkpoint_sha256"]`` (where recorded), or when its M differs from the
+    closure's: W of another moments model would mean something else.
+    """
+    from kinclose.moments.train import load_checkpoint
+    from kinclose.pretrained import resolve_moments
+
+    path = resolve_moments(moments_ckpt) if moments_ckpt else Path(closure_path).parent / "moments.pt"
+    if not path.is_file():
+        raise ClosureCheckpointError(f"{missing} ({path} does not exist)")
+    sha = file_sha256(path)
+    want = meta.get("moments_checkpoint_sha256")
+    if want and sha != want:
+        raise ClosureCheckpointError(f"{path} is not the moments checkpoint the {role} was trained with (sha256 "
+                                     f"{sha[:12]}…, {role} expects {str(want)[:12]}…): its W would mean something "
+                                     "else")
+    moments, _ = load_checkpoint(path)
+    if int(moments.M) != int(meta["kwargs"]["M"]):
+        raise ClosureCheckpointError(f"{path} has M={moments.M}, the {role} M={meta['kwargs']['M']}")
+    return moments, path
+
+
 def start_checkpoint_stage(cfg: Any, run_dir: str | Path | None, needs: str) -> tuple[Path, str]:
     """Common start of the CPU stages that read a closure checkpoint ``cfg.closure_ckpt`` (distill, rollout):
     the run folder (``run_dir``, else ``cfg.run_dir``, else outputs/train/<stage>; created), the checkpoint

@@ -278,7 +278,8 @@ def test_stage_with_shocks_reports_them(bgk_dataset: Path, tmp_path: Path) -> No
 @pytest.mark.parametrize("bad,match", [("stage.shock.machs=[5.5]", "benchmark Mach"),
                                        ("stage.shock.weight=-1", "finite number >= 0"),
                                        ("stage.shock.times=[0.5,0.2]", "increasing"),
-                                       ("stage.shock.moments_ckpt=pretrained:hermmlc_small", "not the moments model")])
+                                       ("stage.shock.moments_ckpt=pretrained:hermmlc_small",
+                                        "is not the moments checkpoint the closure was trained with")])
 def test_bad_shock_options_are_refused(bgk_dataset: Path, tmp_path: Path, bad: str, match: str) -> None:
     base = "stage.shock.weight=1.0"
     cfg = compose("train", ["stage=rollout", "closure_ckpt=pretrained:mlc_small", f"data.root={bgk_dataset}",
@@ -286,3 +287,16 @@ def test_bad_shock_options_are_refused(bgk_dataset: Path, tmp_path: Path, bad: s
                             *TINY_SHOCK, base, bad])
     with pytest.raises((ValueError, R.RolloutDataError), match=match):
         R.train_rollout(cfg, tmp_path / "run")
+
+
+def test_the_closure_moments_resolve_pretrained_names_and_check_the_pairing() -> None:
+    """stage.shock.moments_ckpt (and distill's moments_ckpt) take pretrained:<name> to the shipped moments.pt."""
+    from kinclose.closure.train import ClosureCheckpointError, load_closure_moments
+
+    path = resolve("pretrained:mlc_small")
+    _, meta = load_closure_checkpoint(path)
+    model, used = load_closure_moments(path, meta, "pretrained:mlc_small", missing="none")
+    assert used == path.with_name("moments.pt") and int(model.M) == int(meta["kwargs"]["M"])
+    assert load_closure_moments(path, meta, None, missing="none")[1] == used
+    with pytest.raises(ClosureCheckpointError, match="no moments here .*does not exist"):
+        load_closure_moments(path, meta, path.with_name("nothing.pt"), missing="no moments here")
