@@ -1,6 +1,6 @@
 """Robustness of the reduced model: many held-out random initial data run to 10× the training horizon.
 
-    python scripts/robustness.py [closure=pretrained:mlc_small_shock] [n_cases=100]
+    python scripts/robustness.py [closure=pretrained:mlc_small_shock2] [n_cases=100]
 
 For every case (periodic [−0.5, 0.5), ε log-uniform in [1e-3, 10]) the reduced model runs to
 ``horizon_factor · t_train``. Reported (``results/robustness.md|.json``): blow-ups (non-finite

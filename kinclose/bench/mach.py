@@ -16,6 +16,10 @@ Per (Mach, model), in ``mach_sweep.json`` → ``rows`` (one dict per entry):
 ``rho_L2`` … ``q_L2``, ``rho_Linf`` … ``q_Linf``
     relative errors against the reference on the reference's cells (ρ, u, T relative to the jump,
     σ, q relative to the reference's own size); ``None`` if the model or the reference failed.
+``precursor``
+    :func:`kinclose.bench.shock.precursor_split` against the reference (the model's front x_f, and per
+    field the share of the squared error upstream of it and the L2 error without that region); ``None``
+    for the reference, a jump, or a failed model.
 ``wall_s``, ``converged``, ``residual``
     wall time of the solve (s; of the run that filled the cache), steady-state flag and residual.
 ``failure``
@@ -45,7 +49,13 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from kinclose.bench.shock import DIAGNOSTIC_KEYS, field_errors, model_options, solve_model
+from kinclose.bench.shock import (
+    DIAGNOSTIC_KEYS,
+    field_errors,
+    model_options,
+    precursor_split,
+    solve_model,
+)
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
 from kinclose.shockprofile import FIELDS, ShockProfile
@@ -233,6 +243,7 @@ def _rows(entries: dict, machs: list[float], models: list[str], reference: str) 
             for f in FIELDS:
                 for norm in ("L2", "Linf"):
                     row[f"{f}_{norm}"] = errs.get(f"{f}_{norm}")
+            row["precursor"] = (precursor_split(prof, ref) if errs and not jump and name != reference else None)
             row.update({k: r[k] for k in DIAGNOSTIC_KEYS if k in r})
             rows.append(row)
     return rows
@@ -286,7 +297,9 @@ def markdown(result: dict) -> str:
                    "mixtures (the small labeled dataset); pretrained:mlc_small_rollout is mlc_small fine-tuned "
                    "through the solver on DVM trajectories of random initial data; pretrained:mlc_small_shock is "
                    "mlc_small_rollout fine-tuned further on those trajectories and on steady DVM shocks at Mach "
-                   "2.5, 3.5, 4.5 and 6.5 (the training stage refuses the benchmark's Mach numbers)."), ""]
+                   "2.5, 3.5, 4.5 and 6.5 (the training stage refuses the benchmark's Mach numbers), and "
+                   "pretrained:mlc_small_shock2 is mlc_small_shock trained 3 more epochs on the same data with a "
+                   "larger shock weight."), ""]
     lines += ["## Inverse density thickness 1/δ_ρ", ""] + _table(result, thick, models)
     lines += ["", "## Temperature–density separation x_ρ(½) − x_T(½) (λ1)", ""]
     lines += _table(result, lambda r: failed(r) or _fmt(r["density_temperature_separation"], ".3f"), models)
@@ -298,6 +311,31 @@ def markdown(result: dict) -> str:
         for f in FIELDS:
             cells = [failed(by[(m, name)]) or _fmt(by[(m, name)][f"{f}_L2"], ".2%") for m in result["machs"]]
             lines.append(f"| {name} | {f} | " + " | ".join(cells) + " |")
+    fronted = [m for m in others if any(r["precursor"] for r in result["rows"] if r["model"] == m)]
+    if fronted:
+        lines += ["", f"## Errors upstream of the model's front (the {ref}'s precursor)", "",
+                  ("Front x_f: the first cell where the model's ρ leaves ρ1 by 1e-3 of the jump; upstream of it the "
+                   "model is in the undisturbed state 1 (a moment system carries nothing upstream where all its "
+                   f"characteristic speeds are below the inflow speed u1), while the {ref} already carries the "
+                   "molecules that run ahead of the shock. Per cell: x_f (λ1) / share of the squared q error at "
+                   f"x < x_f / largest |q_{ref}| there relative to its peak."), ""]
+
+        def front(r: dict) -> str:
+            pc = r["precursor"]
+            if failed(r) or not pc:
+                return failed(r) or "—"
+            return f"{_fmt(pc['x_front'], '.1f')} / {_fmt(pc['q_share_upstream'], '.0%')} / {_fmt(pc['q_ref_upstream'], '.0%')}"
+
+        lines += _table(result, front, fronted)
+        lines += ["", ("Relative L2 errors with the difference set to 0 upstream of x_f (what the rest of the profile "
+                       "contributes; compare with the relative L2 errors above):"), "",
+                  "| model | field | " + " | ".join(f"Ma = {m:g}" for m in result["machs"]) + " |",
+                  "|---" * (2 + len(result["machs"])) + "|"]
+        for name in fronted:
+            for f in FIELDS:
+                cells = [failed(by[(m, name)]) or (_fmt(by[(m, name)]["precursor"][f"{f}_L2_downstream"], ".2%")
+                                                   if by[(m, name)]["precursor"] else "—") for m in result["machs"]]
+                lines.append(f"| {name} | {f} | " + " | ".join(cells) + " |")
     lines += ["", "## Wall time (s) and steady state", ""]
 
     def wall(r: dict) -> str:

@@ -450,6 +450,16 @@ def student_meta(teacher_meta: dict, teacher_sha256: str, report: dict) -> dict:
 
 
 # ====================================================================== stage
+def auto_speed_bound(teacher_speed_max: float) -> float:
+    """``s_max: auto`` of the distillation's hyperbolicity penalty: the teacher's largest characteristic
+    speed |λ − u|/√T on the check states, rounded up to a multiple of 0.5 (a bound below the teacher's
+    speeds makes the student lose the teacher's shock; README "Speed table")."""
+    s = float(teacher_speed_max)
+    if not (math.isfinite(s) and s > 0):
+        raise DistillError(f"stage.hyperbolicity.s_max=auto: the teacher's largest speed {s} is not a positive number")
+    return math.ceil(2.0 * s) / 2.0
+
+
 def _data_states(cfg: Any, st: Any, teacher_path: Path, meta: dict, seed: int) -> tuple[NDArray | None, dict]:
     """W of the teacher's dataset (``stage.dataset``) encoded with its moments checkpoint, or None."""
     from kinclose.closure.targets import encode
@@ -488,6 +498,24 @@ def train_distill(cfg: Any, run_dir: str | Path | None = None) -> dict:
     teacher_sha = file_sha256(teacher_path)
     seed = int(cfg.seed)
     W_data, data_info = _data_states(cfg, st, teacher_path, meta, seed)
+    xi_max = float(meta.get("xi_max", 4.0))
+    W_sp = np.asarray(W_data if W_data is not None else
+                      sample_states(2000, teacher_range(meta, int(teacher.M)), teacher.w_eq.numpy(),
+                                    StateSampling(mix={"gauss": 1.0}, segment=0.0),
+                                    np.random.default_rng(seed + 104729))[0])
+    hyp = OmegaConf.to_container(st.hyperbolicity, resolve=True)
+    auto = hyp.get("s_max") == "auto"
+    n_check = int(st.spectrum_states) or (1000 if auto else 0)
+
+    def speeds(ens: Any) -> dict | None:   # the same check states for teacher and student
+        return characteristic_speeds(ens, W_sp, teacher.w_eq.numpy(), xi_max, np.random.default_rng(seed + 104730),
+                                     n_check) if n_check > 0 else None
+
+    teacher_speeds = speeds(teacher)
+    if auto:
+        hyp["s_max"] = auto_speed_bound(teacher_speeds["validation"]["speed_max"])
+        log.info("stage.hyperbolicity.s_max=auto: the teacher's largest speed on %d states is %.2f -> s_max %.1f",
+                 min(len(W_sp), n_check), teacher_speeds["validation"]["speed_max"], hyp["s_max"])
     lw = st.loss_weights
     student, report = distill_with_report(
         teacher, meta, hidden=None if st.hidden is None else list(st.hidden),
@@ -497,15 +525,15 @@ def train_distill(cfg: Any, run_dir: str | Path | None = None) -> dict:
         batch_size=int(st.batch_size), lr=None if st.lr is None else float(st.lr), patience=int(st.patience),
         lr_final_factor=float(st.lr_final_factor), weight_decay=float(st.weight_decay),
         loss_weights=(float(lw.sh), float(lw.m), float(lw.k)), init=str(st.init),
-        hyperbolicity=Hyperbolicity.from_dict(OmegaConf.to_container(st.hyperbolicity, resolve=True)), seed=seed)
+        hyperbolicity=Hyperbolicity.from_dict(hyp), seed=seed)
     report["data"] = data_info
-    xi_max = float(meta.get("xi_max", 4.0))
-    sp_rng = np.random.default_rng(seed + 104729)
-    W_sp = np.asarray(W_data if W_data is not None else
-                      sample_states(2000, teacher_range(meta, int(teacher.M)), teacher.w_eq.numpy(),
-                                    StateSampling(mix={"gauss": 1.0}, segment=0.0), sp_rng)[0])
-    spectrum = characteristic_speeds(student, W_sp, teacher.w_eq.numpy(), xi_max, sp_rng,
-                                     int(st.spectrum_states)) if int(st.spectrum_states) > 0 else None
+    report["teacher_characteristic_speeds"] = teacher_speeds
+    spectrum = speeds(student)
+    if spectrum is not None and teacher_speeds is not None:
+        s_st, s_te = spectrum["validation"]["speed_max"], teacher_speeds["validation"]["speed_max"]
+        if s_st < 0.95 * s_te:
+            log.warning("the student's largest characteristic speed %.2f is below the teacher's %.2f: its shocks can "
+                        "lose the teacher's accuracy; raise stage.hyperbolicity.s_max (or use auto)", s_st, s_te)
     report["characteristic_speeds"] = spectrum
     smeta = student_meta(meta, teacher_sha, report)
     smeta["extra"]["characteristic_speeds"] = spectrum

@@ -148,8 +148,8 @@ class Hyperbolicity:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"stage.hyperbolicity.weight={self.weight} must be >= 0")
-        if not (math.isfinite(self.s_max) and self.s_max > 0):
-            raise ValueError(f"stage.hyperbolicity.s_max={self.s_max} must be > 0")
+        if not (isinstance(self.s_max, (int, float)) and math.isfinite(self.s_max) and self.s_max > 0):
+            raise ValueError(f"stage.hyperbolicity.s_max={self.s_max!r} must be a number > 0 (auto: stage=distill only)")
         if not (math.isfinite(self.stretch) and self.stretch > 0):
             raise ValueError(f"stage.hyperbolicity.stretch={self.stretch} must be > 0")
         if self.n_states < 1 or self.n_val < 1:

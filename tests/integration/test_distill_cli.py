@@ -73,6 +73,33 @@ def test_stage_writes_a_closure_checkpoint(teacher_path: Path, tmp_path: Path) -
     assert disk["stage"] == "distill" and disk["config"]["closure_ckpt"] == str(teacher_path)
     assert disk["characteristic_speeds"]["validation"]["speed_max"] > 0
     assert disk["hyperbolicity"]["weight"] == 0.1 and len(disk["history"]["val_penalty"]) > 1
+    # s_max: auto (the default) = the teacher's largest speed on the check states, rounded up to 0.5
+    s_te = disk["teacher_characteristic_speeds"]["validation"]["speed_max"]
+    assert disk["config"]["stage"]["hyperbolicity"]["s_max"] == "auto"
+    assert disk["hyperbolicity"]["s_max"] == D.auto_speed_bound(s_te) and s_te <= disk["hyperbolicity"]["s_max"] < s_te + 0.5
+    assert cl.meta["distillation"]["hyperbolicity"]["s_max"] == disk["hyperbolicity"]["s_max"]
+
+
+def test_speed_bound_auto_and_explicit(teacher_path: Path, tmp_path: Path) -> None:
+    assert D.auto_speed_bound(7.7) == 8.0 and D.auto_speed_bound(8.0) == 8.0 and D.auto_speed_bound(0.2) == 0.5
+    for bad in (0.0, float("nan"), -1.0):
+        with pytest.raises(D.DistillError, match="s_max=auto"):
+            D.auto_speed_bound(bad)
+    met = D.train_distill(compose("train", ["stage=distill", f"closure_ckpt={teacher_path}", *FAST,
+                                            "stage.hyperbolicity.s_max=6.0"]), tmp_path / "n")
+    assert met["hyperbolicity"]["s_max"] == 6.0
+    met = D.train_distill(compose("train", ["stage=distill", f"closure_ckpt={teacher_path}", *FAST,
+                                            "stage.spectrum_states=0", "stage.hyperbolicity.s_max=6.0"]), tmp_path / "o")
+    assert met["characteristic_speeds"] is None and met["teacher_characteristic_speeds"] is None
+    # auto checks the speeds (1000 states) even when stage.spectrum_states = 0
+    met = D.train_distill(compose("train", ["stage=distill", f"closure_ckpt={teacher_path}", *FAST,
+                                            "stage.spectrum_states=0"]), tmp_path / "a")
+    assert met["characteristic_speeds"]["validation"]["speed_max"] > 0
+    assert met["hyperbolicity"]["s_max"] == D.auto_speed_bound(met["teacher_characteristic_speeds"]["validation"]["speed_max"])
+    # auto is the distillation's: the closure stage has no teacher and refuses it clearly
+    from kinclose.closure.train import Hyperbolicity
+    with pytest.raises(ValueError, match="must be a number > 0 \\(auto: stage=distill only\\)"):
+        Hyperbolicity.from_dict({"s_max": "auto"})
 
 
 def test_bad_teachers_give_clear_errors(teacher_path: Path, tmp_path: Path) -> None:

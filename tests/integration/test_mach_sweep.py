@@ -17,7 +17,7 @@ from kinclose.shockprofile import FIELDS
 COARSE_DVM = ["+overrides.dvm.dx=0.25", "+overrides.dvm.nv=48", "+overrides.dvm.levels=2", "+overrides.dvm.x_min=-20.0",
               "+overrides.dvm.threads=1"]
 ROW_KEYS = {"mach", "model", "jump", "inv_density_thickness", "density_temperature_separation", "wall_s", "converged",
-            "residual", "failure", "cached", "options"} | {f"{f}_{n}" for f in FIELDS for n in ("L2", "Linf")}
+            "residual", "failure", "cached", "options", "precursor"} | {f"{f}_{n}" for f in FIELDS for n in ("L2", "Linf")}
 
 
 def _cfg(tmp_path, overrides):
@@ -45,6 +45,10 @@ def test_mach_sweep_tiny_and_resume(tmp_path, monkeypatch):
         assert by[(m, "euler")]["jump"] is True and by[(m, "euler")]["inv_density_thickness"] is None
         assert by[(m, "euler")]["sigma_L2"] == pytest.approx(1.0, rel=1e-12)
         assert 0.0 < by[(m, "nsf")]["rho_L2"] < 0.1
+        assert ref["precursor"] is None and by[(m, "euler")]["precursor"] is None
+        pc = by[(m, "nsf")]["precursor"]
+        assert -20.0 < pc["x_front"] < 0.0 and all(0.0 <= pc[f"{f}_share_upstream"] <= 1.0 for f in FIELDS)
+        assert all(pc[f"{f}_L2_downstream"] <= by[(m, "nsf")][f"{f}_L2"] for f in FIELDS)
     # NSF Mach 2, BGK (Pr = 1), omega = 0.5: 1/delta = 0.372
     assert 0.3 < by[(2.0, "nsf")]["inv_density_thickness"] < 0.45
     assert 0.25 < by[(2.0, "dvm")]["inv_density_thickness"] < 0.45
@@ -52,7 +56,7 @@ def test_mach_sweep_tiny_and_resume(tmp_path, monkeypatch):
     for name in ("mach_sweep.md", "mach_sweep.png"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     md = (tmp_path / "results" / "mach_sweep.md").read_text()
-    assert "jump" in md and "λ1" in md and "Ma = 1.5" in md
+    assert "jump" in md and "λ1" in md and "Ma = 1.5" in md and "Errors upstream of the model's front" in md
     assert (cache / "M2" / "nsf.json").exists()
 
     # the second call reads every entry from the cache: the solver must not run
