@@ -243,7 +243,7 @@ def _rows(entries: dict, machs: list[float], models: list[str], reference: str) 
             for f in FIELDS:
                 for norm in ("L2", "Linf"):
                     row[f"{f}_{norm}"] = errs.get(f"{f}_{norm}")
-            row["precursor"] = (precursor_split(prof, ref) if errs and not jump and name != reference else None)
+            row["precursor"] = precursor_split(prof, ref) if errs and not jump and name != reference else None
             row.update({k: r[k] for k in DIAGNOSTIC_KEYS if k in r})
             rows.append(row)
     return rows
@@ -255,6 +255,17 @@ def _table(result: dict, cell: Any, models: list[str]) -> list[str]:
     by = {(r["mach"], r["model"]): r for r in result["rows"]}
     for name in models:
         lines.append(f"| {name} | " + " | ".join(cell(by[(m, name)]) for m in machs) + " |")
+    return lines
+
+
+def _field_table(result: dict, cell: Any, models: list[str]) -> list[str]:
+    """Markdown table with one row per (model, field) and one column per Mach number; cell(row, field) → str."""
+    machs = result["machs"]
+    lines = ["| model | field | " + " | ".join(f"Ma = {m:g}" for m in machs) + " |", "|---" * (2 + len(machs)) + "|"]
+    by = {(r["mach"], r["model"]): r for r in result["rows"]}
+    for name in models:
+        for f in FIELDS:
+            lines.append(f"| {name} | {f} | " + " | ".join(cell(by[(m, name)], f) for m in machs) + " |")
     return lines
 
 
@@ -303,14 +314,8 @@ def markdown(result: dict) -> str:
     lines += ["## Inverse density thickness 1/δ_ρ", ""] + _table(result, thick, models)
     lines += ["", "## Temperature–density separation x_ρ(½) − x_T(½) (λ1)", ""]
     lines += _table(result, lambda r: failed(r) or _fmt(r["density_temperature_separation"], ".3f"), models)
-    lines += ["", f"## Relative L2 errors against {ref}", "",
-              "| model | field | " + " | ".join(f"Ma = {m:g}" for m in result["machs"]) + " |",
-              "|---" * (2 + len(result["machs"])) + "|"]
-    by = {(r["mach"], r["model"]): r for r in result["rows"]}
-    for name in others:
-        for f in FIELDS:
-            cells = [failed(by[(m, name)]) or _fmt(by[(m, name)][f"{f}_L2"], ".2%") for m in result["machs"]]
-            lines.append(f"| {name} | {f} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Relative L2 errors against {ref}", ""]
+    lines += _field_table(result, lambda r, f: failed(r) or _fmt(r[f"{f}_L2"], ".2%"), others)
     fronted = [m for m in others if any(r["precursor"] for r in result["rows"] if r["model"] == m)]
     if fronted:
         lines += ["", f"## Errors upstream of the model's front (the {ref}'s precursor)", "",
@@ -328,14 +333,9 @@ def markdown(result: dict) -> str:
 
         lines += _table(result, front, fronted)
         lines += ["", ("Relative L2 errors with the difference set to 0 upstream of x_f (what the rest of the profile "
-                       "contributes; compare with the relative L2 errors above):"), "",
-                  "| model | field | " + " | ".join(f"Ma = {m:g}" for m in result["machs"]) + " |",
-                  "|---" * (2 + len(result["machs"])) + "|"]
-        for name in fronted:
-            for f in FIELDS:
-                cells = [failed(by[(m, name)]) or (_fmt(by[(m, name)]["precursor"][f"{f}_L2_downstream"], ".2%")
-                                                   if by[(m, name)]["precursor"] else "—") for m in result["machs"]]
-                lines.append(f"| {name} | {f} | " + " | ".join(cells) + " |")
+                       "contributes; compare with the relative L2 errors above):"), ""]
+        lines += _field_table(result, lambda r, f: failed(r) or (_fmt(r["precursor"][f"{f}_L2_downstream"], ".2%")
+                                                                 if r["precursor"] else "—"), fronted)
     lines += ["", "## Wall time (s) and steady state", ""]
 
     def wall(r: dict) -> str:
