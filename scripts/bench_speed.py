@@ -5,9 +5,11 @@ network inference, for the fused float32 inference and the torch reference path.
     python scripts/bench_speed.py [shock_models=[dvm,nsf,mlc]] [sweep_kns=[1e-3,1e-1,10]]
     python scripts/bench_speed.py distilled.mlc=PATH/closure.pt   # adds "mlc distilled (float32)" rows
     python scripts/bench_speed.py +extra_closures.mlc.exact=PATH/closure.pt   # adds "mlc exact (float32)" rows
+    python scripts/bench_speed.py newton_options=null   # without the "mlc newton (float64)" shock rows
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
-NSF is an ODE solve, so it has no cell·steps) and one held-out Knudsen-sweep case per ε to
+NSF is an ODE solve, so it has no cell·steps; the reduced models' shock is also solved by the implicit
+steady solver with ``newton_options``, which has residual evaluations instead of steps) and one held-out Knudsen-sweep case per ε to
 ``sweep_t_end`` on ``sweep_nx`` cells. Cost per cell·step = wall / Σ(cells × steps) over all grid
 levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on
 the first sweep case resampled on each of ``scaling_nx`` cells (``scaling_steps`` steps each). The first
@@ -28,11 +30,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.apps.shock import get_shock_solver
-from kinclose.bench.shock import model_options
+from kinclose.bench.shock import field_errors, model_options
 from kinclose.bench.sweep import make_cases, problem
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.models import run_model
 from kinclose.physics import rankine_hugoniot
+from kinclose.shockprofile import FIELDS, center
 
 log = logging.getLogger("bench_speed")
 REDUCED = ("mlc", "hermmlc")
@@ -70,6 +73,25 @@ class TimedClosure:
         return self._timed(self.inner.frame, W, delta, tau, cells)
 
 
+class TimedClosures:
+    """The summed time and calls of several timed closures used by one run."""
+
+    def __init__(self, *parts: TimedClosure) -> None:
+        self.parts = parts
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.parts)
+
+    @property
+    def calls(self) -> int:
+        return sum(p.calls for p in self.parts)
+
+    def reset(self) -> None:
+        for p in self.parts:
+            p.reset()
+
+
 def _closure(spec: str, xi_max: float | None, inference: str) -> TimedClosure:
     from kinclose.closure.learned import LearnedClosure
     from kinclose.pretrained import resolve
@@ -96,6 +118,28 @@ def _variants(model: str, opts: dict[str, Any], inference: list[str],
     return out
 
 
+def _newton_variants(model: str, opts: dict[str, Any], cfg: DictConfig,
+                     extra: dict[str, str]) -> list[tuple[str, dict, Any]]:
+    """The shock of a reduced model solved by the implicit steady solver (``newton_options``, e.g.
+    steady=newton, limiter=vanleer; kinclose.reduced.steady), float64 inference: "<model> newton (float64)"
+    and "<model> <label> newton (float64)" for each extra closure."""
+    if model not in REDUCED or not cfg.get("newton_options"):
+        return []
+    nopts = OmegaConf.to_container(cfg.newton_options, resolve=True)
+    out = []
+    o = {k: v for k, v in opts.items() if k not in ("closure", "xi_max")}
+    for label, path in {"": opts["closure"], **extra}.items():
+        cl = _closure(str(path), opts.get("xi_max"), "float64")
+        name = f"{model} {label} newton (float64)" if label else f"{model} newton (float64)"
+        out.append((name, dict(o, closure=cl, **nopts), cl))
+    if "distilled" in extra:  # the ensemble's steady state with the student's (cheaper) Jacobians
+        cl = _closure(str(opts["closure"]), opts.get("xi_max"), "float64")
+        student = _closure(extra["distilled"], opts.get("xi_max"), "float64")
+        out.append((f"{model} newton, distilled Jacobian (float64)",
+                    dict(o, closure=cl, jacobian_closure=student, **nopts), TimedClosures(cl, student)))
+    return out
+
+
 def _extra_closures(cfg: DictConfig, model: str) -> dict[str, str]:
     """Extra closures of ``model`` to time: its distilled student (``distilled``) and ``extra_closures``."""
     out = {}
@@ -119,19 +163,27 @@ def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, clo
 
 
 def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
+    """One row per model variant on the steady shock, with its relative L2 errors (ρ, u, T, σ, q; centred
+    profiles) against this run's DVM profile when the DVM is among ``shock_models``."""
     states = rankine_hugoniot(float(cfg.mach))
     name = f"shock M{float(cfg.mach):g}"
-    rows = []
+    rows, profiles = [], {}
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
-        for label, o, cl in _variants(model, opts, cfg.inference, _extra_closures(cfg, model)):
+        extra = _extra_closures(cfg, model)
+        for label, o, cl in _variants(model, opts, cfg.inference, extra) + _newton_variants(model, opts, cfg, extra):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
             m = p.metrics
-            cs = int(m["cell_steps"]) if "cell_steps" in m else None  # the NSF shock is an ODE solve
+            cs = int(m["cell_steps"]) if m.get("cell_steps") else None  # NSF: an ODE solve; Newton: no steps
             rows.append(_row(name, label, wall, cs, cl, converged=m.get("converged"), nx=m.get("nx"),
-                             nv=m.get("nv")))
+                             nv=m.get("nv"), cell_residual_evals=m.get("cell_residual_evals")))
+            profiles[label] = center(p)
+    if "dvm" in profiles:
+        for r in rows:
+            e = field_errors(profiles[r["model"]], profiles["dvm"])
+            r["errors_L2"] = {f: e[f"{f}_L2"] for f in FIELDS}
     return rows
 
 
@@ -193,7 +245,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     dvm = {r["problem"]: r["wall_s"] for r in rows if r["model"] == "dvm"}
     for r in rows:
-        cs = f"{r['cell_steps']:,}" if r["cell_steps"] else "— (ODE)" if r["model"] == "nsf" else "—"
+        cs = (f"{r['cell_steps']:,}" if r["cell_steps"] else "— (ODE)" if r["model"] == "nsf"
+              else f"— ({r['cell_residual_evals']:,} cell·residuals)" if r.get("cell_residual_evals") else "—")
         us = f"{r['us_per_cell_step']:.2f}" if r["us_per_cell_step"] else "—"
         ratio = f"{r['wall_s'] / dvm[r['problem']]:.2f}" if r["problem"] in dvm else "—"
         share = f"{100 * r['inference_share']:.0f} %" if "inference_share" in r else "—"
@@ -206,6 +259,13 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 speedups.append(f"{prob}: {by[f'{m} (torch)'] / by[f'{m} (float32)']:.2f}×")
             if f"{m} distilled (float32)" in by and f"{m} (float32)" in by:
                 distilled.append(f"{prob} {m}: {by[f'{m} (float32)'] / by[f'{m} distilled (float32)']:.2f}×")
+    errs = [r for r in rows if "errors_L2" in r and r["model"] != "dvm"]
+    if errs:
+        lines += ["", f"Shock profiles against this run's DVM (relative L2 errors, %; ρ, u, T relative to the jump; "
+                  "centred profiles; the Newton rows use the smooth van Leer limiter, the others MC):", "",
+                  "| problem | model | " + " | ".join(FIELDS) + " |", "|---|---|" + "---|" * len(FIELDS)]
+        lines += [f"| {r['problem']} | {r['model']} | " + " | ".join(f"{100 * r['errors_L2'][f]:.2f}" for f in FIELDS)
+                  + " |" for r in errs]
     if speedups:
         lines += ["", "Fused float32 inference vs the torch float64 path (wall ratio, same problem): "
                   + "; ".join(speedups) + "."]

@@ -21,16 +21,17 @@ from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.solver import ReducedSolver
 
 
-def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None, clip: bool = False) -> ShapeClosure:
+def load_closure(closure: ShapeClosure | str | Path, xi_max: float | None = None, clip: bool = False,
+                 inference: str = "float32") -> ShapeClosure:
     """A closure object, the path of a ``closure.pt`` checkpoint (learned / Hermite), or
     ``pretrained:<name>`` for a closure shipped in :mod:`kinclose.pretrained`. ``xi_max`` overrides
     the wave-speed bound |λ − u|/√T of the Rusanov flux; ``clip`` evaluates a checkpoint's fluxes at W
-    clipped to its training box (``LearnedClosure``)."""
+    clipped to its training box; ``inference`` the network path of a checkpoint (``LearnedClosure``)."""
     if isinstance(closure, (str, Path)):
         from kinclose.closure.learned import LearnedClosure  # torch only here
         from kinclose.pretrained import resolve
 
-        return LearnedClosure.from_checkpoint(resolve(closure), xi_max=xi_max, clip=clip)
+        return LearnedClosure.from_checkpoint(resolve(closure), xi_max=xi_max, clip=clip, inference=inference)
     if clip:
         raise ValueError("clip=True applies to closures loaded from a checkpoint (LearnedClosure)")
     if xi_max is not None:

@@ -24,6 +24,7 @@ from kinclose.reduced.run import (
     source_name,
 )
 from kinclose.reduced.solver import ReducedSolver
+from kinclose.reduced.steady import newton_steady
 from kinclose.shockprofile import ShockProfile
 
 
@@ -32,7 +33,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   dx: float = 0.125, cfl: float = 0.5, tol: float = 1e-5, max_steps: int = 200000,
                   check_every: int = 50, xi_max: float | None = None, levels: int = 3,
                   flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
-                  source_scheme: str = "linearized", outflow: str = "characteristic",
+                  source_scheme: str = "linearized", outflow: str = "characteristic", steady: str = "march",
+                  limiter: str = "mc", jacobian_closure: ShapeClosure | str | None = None,
                   progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
@@ -48,24 +50,38 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     finest grid's steps to the same steady state at Mach 5.5), :class:`ReducedSolver`. The coarser grids
     keep "reservoir": with the characteristic outflow they sometimes stall above their tolerance (HermMLC
     at Mach 2, MLC at Mach 8 ran into ``max_steps``), and they only provide the starting profile.
+    ``steady``: "march" (time marching, default) or "newton" (pseudo-transient continuation with Newton steps
+    on every level, :mod:`kinclose.reduced.steady`; ``max_steps`` bounds its iterations per level; it needs
+    ``limiter="vanleer"`` and loads a checkpoint with float64 inference). ``limiter``: the MUSCL limiter
+    ("mc", "minmod", "vanleer"; :class:`ReducedSolver`). ``jacobian_closure``: steady="newton" only, a cheaper
+    closure of the same moments (object, path or pretrained name; e.g. the distilled student of the ensemble)
+    for the Newton Jacobians: fewer network evaluations, the same steady state of ``closure``.
     """
+    if steady not in ("march", "newton"):
+        raise ValueError(f"unknown steady solver {steady!r}; choose 'march' or 'newton'")
+    if steady == "newton" and limiter != "vanleer":
+        raise ValueError(f"steady='newton' needs limiter='vanleer' (got {limiter!r}): MC and minmod switch "
+                         "branches and make Newton stall")
     require_source(collision, source)
     if not (x_min < 0.0 < x_max):
         raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     s = states
-    cl = load_closure(closure, xi_max, clip)
+    if jacobian_closure is not None and steady != "newton":
+        raise ValueError("jacobian_closure is used by steady='newton' only")
+    cl = load_closure(closure, xi_max, clip, inference="float64" if steady == "newton" else "float32")
+    jac_cl = None if jacobian_closure is None else load_closure(jacobian_closure, xi_max, clip, inference="float64")
     src = load_source(source)
     mu_ref = 1.0 / mfp_coefficient(omega)
     nx_coarse = max(8, int(round((x_max - x_min) / (dx * 2 ** (levels - 1)))))
     t0 = time.perf_counter()
-    solver, level_steps = None, []
+    solver, level_steps, newton_info = None, [], []
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
                             left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
                             source=src, source_beta_safety=source_beta_safety, source_scheme=source_scheme,
-                            outflow=outflow if level == levels - 1 else "reservoir")
+                            outflow=outflow if level == levels - 1 else "reservoir", limiter=limiter)
         if solver is None:
             w = 0.5 * (1.0 + np.tanh(new.x / 2.0))
             new.set_state(s.rho1 + (s.rho2 - s.rho1) * w, s.u1 + (s.u2 - s.u1) * w, s.T1 + (s.T2 - s.T1) * w)
@@ -73,20 +89,33 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
             new.U, new.W = prolong(solver.U), prolong(solver.W)
         solver = new
         last = level == levels - 1
-        residual, drift, shifts = march_steady(solver, s, tol if last else 10.0 * tol, max_steps, check_every,
-                                               progress, shift_cells=_shift)
-        level_steps.append(solver.steps)
+        level_tol = tol if last else 10.0 * tol
+        if steady == "newton":
+            info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=max_steps, jacobian_closure=jac_cl,
+                                 progress=progress)
+            residual, drift, shifts = info["residual"], info["shift_speed"] / s.u1, 0
+            newton_info.append({k: info[k] for k in ("iterations", "jacobians", "residual_evals")})
+            level_steps.append(info["iterations"])
+        else:
+            residual, drift, shifts = march_steady(solver, s, level_tol, max_steps, check_every, progress,
+                                                   shift_cells=_shift)
+            level_steps.append(solver.steps)
     wall = time.perf_counter() - t0
     x = solver.x
     f = solver.fields_array()
     metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "outflow": outflow, "levels": levels,
-               "steps": solver.steps,
+               "steps": solver.steps if steady == "march" else None,
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
-               "solve_wall_s": wall, "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))),
+               "solve_wall_s": wall, "steady_solver": steady, "limiter": limiter,
+               "cell_steps": None if steady == "newton" else int(sum(nx_coarse * 2**i * n
+                                                                     for i, n in enumerate(level_steps))),
                "n_moments": cl.n_moments, "source": source_name(source),
                "source_scheme": None if src is None else source_scheme,
                "source_shifted_cells": solver.source_shifted_cells,
+               **({"newton_per_level": newton_info,
+                   "cell_residual_evals": int(sum(nx_coarse * 2**i * d["residual_evals"]
+                                                  for i, d in enumerate(newton_info)))} if newton_info else {}),
                **closure_diagnostics(cl, solver.U, solver.W)}
     return ShockProfile(x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, model, metrics)
 

@@ -36,7 +36,7 @@ W = W* + aν R̂(W) is solved by one of two schemes (``source_scheme``):
 
 One forward-Euler transport operator for cell j:
 
-1. frames Fr_j = (u_j, T_j); MUSCL (MC or minmod limiter) reconstruction of ρ, u, T, W at the faces;
+1. frames Fr_j = (u_j, T_j); MUSCL (MC, minmod or smooth van Leer limiter) reconstruction of ρ, u, T, W at the faces;
 2. Rusanov fluxes with speed a = max(|u| + ξ_max √T) of the two face states: F̂ for U, and for W
    Ĝ^{(j)} = ½(G_L + G_R) − ½ a (ρ_R m_R − ρ_L m_L), every term in the frame of cell j.
    With ``flux="ap"`` (default) the flux of U is the Knudsen-weighted blend
@@ -79,8 +79,20 @@ from kinclose.physics import GAMMA, PhysicalStateError, check_state, collision_f
 from kinclose.reduced.closure import ShapeClosure
 
 
+LIMITERS = ("mc", "minmod", "vanleer")
+SMOOTH_EPS = 1e-3
+
+
 def _limited_slope(a: NDArray, b: NDArray, limiter: str) -> NDArray:
-    """Limited slope from backward/forward differences a, b: minmod or monotonized central (MC)."""
+    """Limited slope from backward/forward differences a, b: minmod, monotonized central (MC), or the smooth
+    van Leer slope (a|b|_e + b|a|_e)/(|a|_e + |b|_e), |x|_e = √(x² + e), e = 1e-3 (variables of order 1:
+    ρ1 = T1 = 1): van Leer's harmonic mean 2ab/(a + b) (0 at an extremum) for |a|, |b| ≫ √e, the central
+    slope (a + b)/2 for |a|, |b| ≪ √e, differentiable everywhere. It is the limiter of the implicit steady
+    solver (:mod:`kinclose.reduced.steady`), whose Newton iteration stalls on the switches of MC and minmod
+    (and converges only linearly when the smoothing sits at round-off-sized differences, e = 1e-12)."""
+    if limiter == "vanleer":
+        sa, sb = np.sqrt(a * a + SMOOTH_EPS), np.sqrt(b * b + SMOOTH_EPS)
+        return (a * sb + b * sa) / (sa + sb)
     same = a * b > 0
     if limiter == "minmod":
         return np.where(same, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0.0)
@@ -110,7 +122,8 @@ class ReducedSolver:
         the shock's transients leave instead of being answered by the fixed ghost state (README "Speed").
     cfl : a Δt/Δx ≤ cfl, 0 < cfl ≤ 1 (Rusanov + Heun).
     fixed_point_iters : iterations of the frame update m(W'; δ', τ') = Z/ρ'.
-    limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc" or "minmod").
+    limiter : slope limiter of the reconstruction of ρ, u, T, W ("mc", "minmod", or the smooth "vanleer"
+        of the implicit steady solver, :func:`_limited_slope`).
     source : None (exact BGK source ν ρ (W_eq − W), default) or an object with ``rate(W)`` (n, M) → R̂ (n, M),
         a float ``beta`` > 0 and optionally ``w_eq`` (M,) (must equal the closure's W_eq).
         For ``source_scheme="linearized"`` it also needs ``rate_jacobian(W)`` → (R̂ (n, M), ∂R̂/∂W (n, M, M)).
@@ -131,8 +144,8 @@ class ReducedSolver:
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if bc not in ("periodic", "reservoir"):
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
-        if limiter not in ("mc", "minmod"):
-            raise ValueError(f"unknown limiter {limiter!r}; choose 'mc' or 'minmod'")
+        if limiter not in LIMITERS:
+            raise ValueError(f"unknown limiter {limiter!r}; choose one of {LIMITERS}")
         if flux not in ("ap", "rusanov"):
             raise ValueError(f"unknown flux {flux!r}; choose 'ap' or 'rusanov'")
         self.limiter, self.flux = limiter, flux

@@ -24,3 +24,26 @@ def test_bench_speed_tiny(tmp_path: Path) -> None:
         assert 0.0 < r["inference_share"] < 1.0 and r["closure_calls"] > 0
     md = (tmp_path / "speed_table.md").read_text()
     assert "| 2 steps, 32 cells | mlc (float32) |" in md
+
+
+def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
+    """A coarse Mach 2 shock: DVM, MLC time-marched and MLC by the implicit steady solver, with the errors
+    of each profile against this run's DVM."""
+    grid = "{x_min: -12.0, x_max: 6.0, dx: 0.5, levels: 1}"
+    args = ["mach=2.0", "shock_models=[dvm,mlc]", "sweep_kns=[0.1]", "sweep_nx=16", "sweep_t_end=0.005",
+            "inference=[float32]", "scaling_nx=[]", f"+overrides.mlc={grid}", "+overrides.dvm={x_min: -12.0, "
+            "x_max: 6.0, dx: 0.25, levels: 1, nv: 48}", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["model"]: r for r in json.loads((tmp_path / "speed_table.json").read_text())["rows"]
+            if r["problem"] == "shock M2"}
+    assert set(rows) == {"dvm", "mlc (float32)", "mlc newton (float64)"}
+    newton, march = rows["mlc newton (float64)"], rows["mlc (float32)"]
+    assert newton["converged"] and march["converged"]
+    assert newton["cell_steps"] is None and newton["cell_residual_evals"] > 0 and march["cell_steps"] > 0
+    for r in (newton, march):
+        assert set(r["errors_L2"]) == {"rho", "u", "T", "sigma", "q"}
+        assert 0 < r["errors_L2"]["rho"] < 0.2  # a Mach 2 shock on a coarse grid, not a jump
+    md = (tmp_path / "speed_table.md").read_text()
+    assert "cell·residuals)" in md and "| shock M2 | mlc newton (float64) |" in md
+    assert "Shock profiles against this run's DVM" in md

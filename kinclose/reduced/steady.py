@@ -1,0 +1,277 @@
+"""Implicit steady solver of the reduced moment model: pseudo-transient continuation with Newton steps.
+
+Solves R(y) = 0 for y = (U, W) (nx, 3 + M) on the grid of a :class:`ReducedSolver` (``bc="reservoir"``),
+R the semi-discrete rates of its time stepper:
+
+    R_U = −(F̂_{j+½} − F̂_{j−½})/Δx,
+    R_W = (dZ − W dρ)/ρ − ∂m/∂δ du/√T − ∂m/∂τ dT/(2T) + S,
+
+dZ = −(Ĝ_{j+½} − Ĝ_{j−½})/Δx the transport rate of ρW in the frame of cell j, (dρ, du, dT) the rates of
+(ρ, u, T) from R_U, m(W; δ, τ) the frame map of eq. 13 (∂m at δ = 0, τ = 1 by a one-sided difference of
+1e-3: these terms vanish at the steady state), S = ν (W_eq − W) (BGK) or ν R̂(W) (learned source). The
+zero set is that of the time marching (R_U = 0 freezes the frame); the frame terms make the pseudo-time
+dynamics dy/dt = R(y) those of the time stepper. Without them (R_W = dZ/ρ + S) the linearization at the
+Mach 5.5 steady shock has eigenvalues with real part up to +10 and the continuation stalls.
+
+One iteration solves (diag(a_j/(c Δx)) − J) δ = R and sets y ← y + δ: implicit Euler in pseudo time with
+the local step c Δx/a_j, a_j = |u_j| + ξ_max √T_j, c → ∞ being Newton's method (bordered by a phase
+condition that fixes the shock's position, :func:`newton_steady`). The pseudo-CFL c grows
+as ‖R_old‖/‖R_new‖ (factor 0.5 … 10, switched evolution relaxation). J = ∂R/∂y by forward differences
+with the cells 5-coloured (R_j depends on cells j−2 … j+2): 5 (3 + M) residual evaluations. J is reused
+while a step reduces ‖R‖ by at least the factor ``refresh``; a step that raises ‖R‖ by more than 1.5
+(or loses positivity) is rejected: with a stale J, J is recomputed, with a fresh one c is cut by 0.3.
+
+The residual must be differentiable: the MC and minmod limiters switch between branches and make
+Newton stall, so the solver needs ``limiter="vanleer"``; the finite differences need the closure in
+float64 (``LearnedClosure(inference="float64")`` or the torch path). With the shipped MLC, from a Mach 3
+profile time-marched to the residual 1e-5 / 1e-6, Newton moves every variable by ≤ 4e-6 / 2e-6 of its
+size (the same zero set, up to the marching's tolerance); at Mach 5.5, from the converged profile perturbed
+by 1e-3, ‖F‖ falls 1.3 → 3e-2 → 1e-2 → 5e-6 → 1e-10 in pure Newton steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from kinclose.physics import (
+    PhysicalStateError,
+    collision_frequency,
+    conservative,
+    primitive,
+)
+from kinclose.reduced.solver import ReducedSolver
+
+FRAME_STEP = 1e-3
+CFL_MIN = 1e-3  # below this pseudo-CFL the iteration counts as stalled
+N_COLOURS = 5
+
+
+def check_newton_ready(solver: ReducedSolver) -> None:
+    """Raise a clear error for a solver the Newton iteration cannot handle."""
+    if solver.bc != "reservoir":
+        raise ValueError(f"the steady solver needs bc='reservoir' (a periodic problem has no steady shock), "
+                         f"got {solver.bc!r}")
+    if solver.limiter != "vanleer":
+        raise ValueError(f"the steady solver needs the smooth limiter 'vanleer'; {solver.limiter!r} switches "
+                         "branches and makes Newton stall (use steady='march' for it)")
+    if getattr(solver.closure, "inference", "float64") == "float32":
+        raise ValueError("the steady solver's finite-difference Jacobian needs the closure in float64; load it with "
+                         "inference='float64' (float32 inference is for time marching)")
+    if solver.source is not None and solver.source_scheme != "linearized":
+        raise ValueError("the steady solver evaluates the learned source directly; source_scheme='penalized' "
+                         "is a time-stepping device, use 'linearized'")
+
+
+def _check_jacobian_closure(solver: ReducedSolver, closure: Any) -> None:
+    if getattr(closure, "inference", "float64") == "float32":
+        raise ValueError("the Jacobian closure needs float64 inference (finite differences)")
+    if getattr(closure, "n_moments", None) != solver.M or not np.allclose(closure.equilibrium(), solver.W_eq,
+                                                                         rtol=0, atol=1e-10):
+        raise ValueError("the Jacobian closure must have the solver closure's moments (same n_moments and W_eq): "
+                         "e.g. its distilled student")
+
+
+def steady_residual(solver: ReducedSolver, U: NDArray, W: NDArray) -> NDArray:
+    """R(U, W) (nx, 3 + M) of the module docstring; U (nx, 3), W (nx, M)."""
+    return batched_residual(solver, np.concatenate([U, W], axis=1)[None])[0]
+
+
+def frame_derivatives(closure: Any, W: NDArray, nx: int) -> tuple[NDArray, NDArray]:
+    """∂m/∂δ and ∂m/∂τ (n, M) at (W, δ = 0, τ = 1) by one-sided differences of FRAME_STEP; W (n, M) the
+    moments of n/nx grids of nx cells."""
+    n, e = W.shape[0], FRAME_STEP
+    cells = np.arange(n) % nx
+    m, _ = closure.frame(np.concatenate([W, W]), np.concatenate([np.full(n, e), np.zeros(n)]),
+                                np.concatenate([np.ones(n), np.full(n, 1.0 + e)]), np.concatenate([cells, cells]))
+    return (m[:n] - W) / e, (m[n:] - W) / e
+
+
+def batched_residual(solver: ReducedSolver, Y: NDArray, closure: Any = None) -> NDArray:
+    """R of B states at once: Y (B, nx, 3 + M) = (U, W) per state → (B, nx, 3 + M); ``closure`` replaces the
+    solver's (same moments; e.g. a distilled student for the Jacobian).
+
+    The B grids are laid side by side as one reservoir grid, each with its own two ghost cells on either
+    side (the ghost states of ``solver``, e.g. its characteristic outflow): a face of a real cell sees the
+    same reconstruction as in ``solver`` (the slopes of the ghost cells use their neighbours ghost and real
+    cell), so the rows of the real cells are those of B separate calls, and the networks run once on all."""
+    B, nx, nvar = Y.shape
+    if nx != solver.nx or nvar != 3 + solver.M:
+        raise ValueError(f"states must have shape (B, {solver.nx}, {3 + solver.M}), got {Y.shape}")
+    rho, u, T = primitive(Y[..., :3])
+    prim = np.concatenate([np.stack([rho, u, T], axis=-1), Y[..., 3:]], axis=-1)
+    blocks = []
+    for b in range(B):
+        gl, gr = solver._ghosts(prim[b])
+        blocks.append(np.concatenate([np.stack([gl, gl]), prim[b], np.stack([gr, gr])]))
+    big_prim = np.concatenate(blocks)  # (B (nx + 4), 3 + M)
+    n_big = big_prim.shape[0]
+    closure = solver.closure if closure is None else closure
+    big = ReducedSolver(0.0, solver.dx * n_big, n_big, closure, solver.mu_ref, solver.omega, "reservoir",
+                        solver.cfl, left=solver.left, right=solver.right, limiter=solver.limiter, flux=solver.flux)
+    big.t = solver.t
+    dU, dZ = big._rates(conservative(big_prim[:, 0], big_prim[:, 1], big_prim[:, 2]), big_prim[:, 3:])
+    real = (np.arange(B)[:, None] * (nx + 4) + 2 + np.arange(nx)).ravel()
+    dU, dZ = dU[real], dZ[real]
+    W = Y[..., 3:].reshape(-1, solver.M)
+    rho, u, T = rho.ravel(), u.ravel(), T.ravel()
+    drho = dU[:, 0]
+    du = (dU[:, 1] - u * drho) / rho
+    dT = (dU[:, 2] - 0.5 * drho * u * u - rho * u * du - 1.5 * T * drho) / (1.5 * rho)  # E = ρu²/2 + 3ρT/2
+    m_delta, m_tau = frame_derivatives(closure, W, nx)
+    dW = ((dZ - W * drho[:, None]) / rho[:, None] - m_delta * (du / np.sqrt(T))[:, None]
+          - m_tau * (0.5 * dT / T)[:, None])
+    if not math.isinf(solver.mu_ref):
+        nu = collision_frequency(rho, T, solver.mu_ref, solver.omega)[:, None]
+        if solver.source is None:
+            dW = dW + nu * (solver.W_eq - W)
+        else:
+            R = np.asarray(solver.source.rate(W), dtype=float)
+            solver._check_source(W, R)
+            dW = dW + nu * R
+    return np.concatenate([dU, dW], axis=1).reshape(B, nx, nvar)
+
+
+def coloured_jacobian(solver: ReducedSolver, y: NDArray, fd_step: float = 1e-7, closure: Any = None) -> sp.csc_matrix:
+    """∂R/∂y ((nx (3 + M))², sparse; row and column (3 + M) j + k for variable k of cell j) by forward
+    differences at y (nx, 3 + M) = (U, W): the cells j ≡ c (mod 5) are perturbed together, step
+    fd_step × max(|y|, 0.01) per entry; y and its 5 (3 + M) perturbations go through one batched call, with
+    ``closure`` instead of the solver's if given (:func:`batched_residual`)."""
+    nx, nvar = y.shape
+    h_all = fd_step * np.maximum(np.abs(y), 1e-2)
+    Y = np.repeat(y[None], N_COLOURS * nvar + 1, axis=0)  # the last one unperturbed
+    for c in range(N_COLOURS):
+        for k in range(nvar):
+            Y[c * nvar + k, c::N_COLOURS, k] += h_all[c::N_COLOURS, k]
+    R_all = batched_residual(solver, Y, closure)
+    dR_all = R_all[:-1] - R_all[-1]
+    rows, cols, vals = [], [], []
+    for c in range(N_COLOURS):
+        cells = np.arange(c, nx, N_COLOURS)
+        for k in range(nvar):
+            dR, h = dR_all[c * nvar + k], h_all[cells, k]
+            for off in range(-2, 3):
+                i = cells + off
+                ok = (i >= 0) & (i < nx)
+                rows.append((i[ok, None] * nvar + np.arange(nvar)).ravel())
+                cols.append(np.repeat(cells[ok] * nvar + k, nvar))
+                vals.append((dR[i[ok]] / h[ok, None]).ravel())
+    n = nx * nvar
+    return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+
+
+def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: float = 5.0, cfl_max: float = 1e8,
+                  max_iter: int = 200, refresh: float = 0.7, fd_step: float = 1e-7, jacobian_closure: Any = None,
+                  progress: bool | None = False) -> dict[str, Any]:
+    """Drive ``solver`` (its U, W are the initial guess and are overwritten) to a steadily moving profile,
+    F = R(y) + s ∂y/∂x = 0 with the shift speed s an unknown, until max_j |F_ρ,j| / ``scale`` < ``tol``. For
+    the shock scale = ρ1 u1 (λ1 = 1): the time marching's drift-corrected residual max|∂tρ + s ∂xρ| λ1/(ρ1 u1).
+
+    The shock's position is a neutral mode of R = 0 (J has a singular value ~1e-9 at Mach 5.5), so Newton
+    needs the phase condition Σ_j (ρ_j − ρ_j^0) (∂xρ^0)_j Δx = 0 (position of the initial guess ρ^0) with s
+    as its multiplier; each iteration solves the bordered system
+
+        [diag(a_j/(c Δx)) − J   −∂y/∂x] [δy]   [ F]
+        [(∂xρ^0 Δx, ρ rows)       0   ] [δs] = [−g],
+
+    (∂x by np.gradient), see the module docstring for c, J and the reuse of J. ``jacobian_closure``: a
+    cheaper closure of the same moments for J only (e.g. the distilled student of an ensemble; float64),
+    which changes the iterations, not the solution F = 0 of the solver's closure. Returns residual,
+    converged, shift_speed (s, x units per time unit), iterations, jacobians, residual_evals (each on nx
+    cells) and wall_s. Stops unconverged after ``max_iter`` iterations or when the pseudo-CFL falls below
+    1e-3 (stalled); raises PhysicalStateError if even a fresh Jacobian at that pseudo-CFL cannot make a
+    step that keeps ρ, T > 0."""
+    from tqdm.auto import tqdm
+
+    check_newton_ready(solver)
+    if jacobian_closure is not None:
+        _check_jacobian_closure(solver, jacobian_closure)
+    if not (tol > 0 and scale > 0 and cfl0 > 0 and cfl_max >= cfl0 and 0 < refresh < 1):
+        raise ValueError(f"need tol, scale, cfl0 > 0, cfl_max >= cfl0 and 0 < refresh < 1; got tol={tol}, "
+                         f"scale={scale}, cfl0={cfl0}, cfl_max={cfl_max}, refresh={refresh}")
+    t0 = time.perf_counter()
+    nx, nvar, dx = solver.nx, 3 + solver.M, solver.dx
+    y = np.concatenate([solver.U, solver.W], axis=1)
+    rho0 = y[:, 0].copy()
+    phase = np.zeros(nx * nvar)
+    phase[0::nvar] = np.gradient(rho0, dx) * dx
+    shift = 0.0
+
+    def evaluate(y_: NDArray, s_: float) -> tuple[NDArray, NDArray, NDArray, float]:
+        R_ = steady_residual(solver, y_[:, :3], y_[:, 3:])
+        Dy_ = np.gradient(y_, dx, axis=0)
+        F_ = R_ + s_ * Dy_
+        return R_, Dy_, F_, float(np.linalg.norm(F_))
+
+    R, Dy, F, norm = evaluate(y, shift)
+    cfl, evals, jacobians = float(cfl0), 1, 0
+    J = lu = None
+    fresh = False
+    lu_cfl = cfl
+    residual = float(np.max(np.abs(F[:, 0]))) / scale
+    bar = tqdm(total=max_iter, disable=None if progress is None else not progress, desc=f"newton nx={nx}",
+               leave=False)
+    it = 0
+    try:
+        for it in range(max_iter):
+            residual = float(np.max(np.abs(F[:, 0]))) / scale
+            if not math.isfinite(residual):
+                raise PhysicalStateError(f"steady residual is not finite at iteration {it}")
+            bar.set_postfix(residual=f"{residual:.2e}", cfl=f"{cfl:.3g}")
+            bar.update(1)
+            if residual < tol:
+                break
+            if J is None:
+                J = coloured_jacobian(solver, y, fd_step, jacobian_closure)
+                jacobians += 1
+                evals += N_COLOURS * nvar + 1
+                lu, fresh = None, True
+            if lu is None:
+                _, u, T = primitive(y[:, :3])
+                a = np.abs(u) + solver.closure.xi_max * np.sqrt(T)
+                A = sp.bmat([[sp.diags(np.repeat(a / (cfl * dx), nvar)) - J, -Dy.reshape(-1, 1)],
+                             [sp.csr_matrix(phase), None]])
+                lu = spla.splu(A.tocsc())
+                lu_cfl = cfl
+            g = float(np.dot(phase[0::nvar], y[:, 0] - rho0))
+            d = lu.solve(np.concatenate([F.ravel(), [-g]]))
+            y_new, shift_new = y + d[:-1].reshape(y.shape), shift + float(d[-1])
+            ratio = math.inf
+            rho_n, _, T_n = primitive(y_new[:, :3])
+            if np.all(rho_n > 0) and np.all(T_n > 0) and np.all(np.isfinite(y_new)):
+                try:
+                    R_new, Dy_new, F_new, norm_new = evaluate(y_new, shift_new)
+                    evals += 1
+                    ratio = norm_new / norm
+                except PhysicalStateError:  # a reconstructed face state lost positivity
+                    pass
+            if not ratio <= 1.5:  # rejected (also NaN)
+                if fresh:
+                    cfl *= 0.3
+                    lu = None
+                    if cfl < CFL_MIN:
+                        raise PhysicalStateError(f"the steady solver cannot keep rho, T > 0 at iteration {it} "
+                                                 f"(residual {residual:.3g}) even at pseudo-CFL {cfl:.2g}")
+                else:
+                    J = None
+                continue
+            y, shift, R, Dy, F, norm, fresh = y_new, shift_new, R_new, Dy_new, F_new, norm_new, False
+            cfl = min(cfl_max, cfl * min(10.0, max(0.5, 1.0 / max(ratio, 1e-300))))
+            if cfl < CFL_MIN:  # stalled: report it (converged False) instead of creeping on
+                residual = float(np.max(np.abs(F[:, 0]))) / scale
+                break
+            if ratio > refresh:
+                J = None
+            elif not 0.5 < cfl / lu_cfl < 2.0:
+                lu = None
+    finally:
+        bar.close()
+    solver.U, solver.W = y[:, :3].copy(), y[:, 3:].copy()
+    return {"residual": residual, "converged": bool(residual < tol), "shift_speed": shift, "iterations": it,
+            "jacobians": jacobians, "residual_evals": evals, "wall_s": time.perf_counter() - t0}
