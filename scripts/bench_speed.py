@@ -9,7 +9,8 @@ network inference, for the fused float32 inference and the torch reference path.
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps; the reduced models' shock is also solved by the implicit
-steady solver with ``newton_options``, which has residual evaluations instead of steps) and one held-out Knudsen-sweep case per ε to
+steady solver with ``newton_options``, which has residual evaluations instead of steps; every shock
+profile's errors against this run's DVM are tabled too) and one held-out Knudsen-sweep case per ε to
 ``sweep_t_end`` on ``sweep_nx`` cells. Cost per cell·step = wall / Σ(cells × steps) over all grid
 levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on
 the first sweep case resampled on each of ``scaling_nx`` cells (``scaling_steps`` steps each). The first
@@ -240,7 +241,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"Speed table: {meta['cores']} CPU cores, one run ({meta['date']}). Cost = wall / (cells × steps), "
              "summed over grid levels (a DVM cell carries nv velocity nodes); ratio = model wall / DVM wall on the same problem; inference share = "
              "time inside the closure networks / wall. Shock: x in λ1, steady state to the drift-corrected "
-             "residual tol; sweep: ε = λ_ref/L, one held-out case to t_end.", "",
+             "residual tol (\"newton\": the implicit steady solver, counted in residual evaluations on all cells, "
+             "a Jacobian being 5 (3 + M) + 1 of them); sweep: ε = λ_ref/L, one held-out case to t_end.", "",
              "| problem | model | wall (s) | cells×steps | µs per cell·step | wall / DVM | inference share |",
              "|---|---|---|---|---|---|---|"]
     dvm = {r["problem"]: r["wall_s"] for r in rows if r["model"] == "dvm"}
@@ -261,8 +263,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 distilled.append(f"{prob} {m}: {by[f'{m} (float32)'] / by[f'{m} distilled (float32)']:.2f}×")
     errs = [r for r in rows if "errors_L2" in r and r["model"] != "dvm"]
     if errs:
-        lines += ["", f"Shock profiles against this run's DVM (relative L2 errors, %; ρ, u, T relative to the jump; "
-                  "centred profiles; the Newton rows use the smooth van Leer limiter, the others MC):", "",
+        lines += ["", ("Shock profiles against this run's DVM (relative L2 errors, %; ρ, u, T relative to the jump; "
+                       "centred profiles; the Newton rows use the smooth van Leer limiter, the others MC):"), "",
                   "| problem | model | " + " | ".join(FIELDS) + " |", "|---|---|" + "---|" * len(FIELDS)]
         lines += [f"| {r['problem']} | {r['model']} | " + " | ".join(f"{100 * r['errors_L2'][f]:.2f}" for f in FIELDS)
                   + " |" for r in errs]

@@ -64,9 +64,6 @@ def check_newton_ready(solver: ReducedSolver) -> None:
     if getattr(solver.closure, "inference", "float64") == "float32":
         raise ValueError("the steady solver's finite-difference Jacobian needs the closure in float64; load it with "
                          "inference='float64' (float32 inference is for time marching)")
-    if solver.source is not None and solver.source_scheme != "linearized":
-        raise ValueError("the steady solver evaluates the learned source directly; source_scheme='penalized' "
-                         "is a time-stepping device, use 'linearized'")
 
 
 def _check_jacobian_closure(solver: ReducedSolver, closure: Any) -> None:
@@ -89,7 +86,7 @@ def frame_derivatives(closure: Any, W: NDArray, nx: int) -> tuple[NDArray, NDArr
     n, e = W.shape[0], FRAME_STEP
     cells = np.arange(n) % nx
     m, _ = closure.frame(np.concatenate([W, W]), np.concatenate([np.full(n, e), np.zeros(n)]),
-                                np.concatenate([np.ones(n), np.full(n, 1.0 + e)]), np.concatenate([cells, cells]))
+                         np.concatenate([np.ones(n), np.full(n, 1.0 + e)]), np.concatenate([cells, cells]))
     return (m[:n] - W) / e, (m[n:] - W) / e
 
 
@@ -167,7 +164,7 @@ def coloured_jacobian(solver: ReducedSolver, y: NDArray, fd_step: float = 1e-7, 
 
 
 def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: float = 5.0, cfl_max: float = 1e8,
-                  max_iter: int = 200, refresh: float = 0.7, fd_step: float = 1e-7, jacobian_closure: Any = None,
+                  max_iter: int = 200, refresh: float = 0.9, fd_step: float = 1e-7, jacobian_closure: Any = None,
                   progress: bool | None = False) -> dict[str, Any]:
     """Drive ``solver`` (its U, W are the initial guess and are overwritten) to a steadily moving profile,
     F = R(y) + s ∂y/∂x = 0 with the shift speed s an unknown, until max_j |F_ρ,j| / ``scale`` < ``tol``. For
@@ -203,13 +200,13 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
     phase[0::nvar] = np.gradient(rho0, dx) * dx
     shift = 0.0
 
-    def evaluate(y_: NDArray, s_: float) -> tuple[NDArray, NDArray, NDArray, float]:
-        R_ = steady_residual(solver, y_[:, :3], y_[:, 3:])
+    def evaluate(y_: NDArray, s_: float) -> tuple[NDArray, NDArray, float]:
+        """∂y/∂x, F = R + s ∂y/∂x and ‖F‖ at (y, s)."""
         Dy_ = np.gradient(y_, dx, axis=0)
-        F_ = R_ + s_ * Dy_
-        return R_, Dy_, F_, float(np.linalg.norm(F_))
+        F_ = steady_residual(solver, y_[:, :3], y_[:, 3:]) + s_ * Dy_
+        return Dy_, F_, float(np.linalg.norm(F_))
 
-    R, Dy, F, norm = evaluate(y, shift)
+    Dy, F, norm = evaluate(y, shift)
     cfl, evals, jacobians = float(cfl0), 1, 0
     J = lu = None
     fresh = False
@@ -246,7 +243,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
             rho_n, _, T_n = primitive(y_new[:, :3])
             if np.all(rho_n > 0) and np.all(T_n > 0) and np.all(np.isfinite(y_new)):
                 try:
-                    R_new, Dy_new, F_new, norm_new = evaluate(y_new, shift_new)
+                    Dy_new, F_new, norm_new = evaluate(y_new, shift_new)
                     evals += 1
                     ratio = norm_new / norm
                 except PhysicalStateError:  # a reconstructed face state lost positivity
@@ -261,7 +258,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
                 else:
                     J = None
                 continue
-            y, shift, R, Dy, F, norm, fresh = y_new, shift_new, R_new, Dy_new, F_new, norm_new, False
+            y, shift, Dy, F, norm, fresh = y_new, shift_new, Dy_new, F_new, norm_new, False
             cfl = min(cfl_max, cfl * min(10.0, max(0.5, 1.0 / max(ratio, 1e-300))))
             if cfl < CFL_MIN:  # stalled: report it (converged False) instead of creeping on
                 residual = float(np.max(np.abs(F[:, 0]))) / scale

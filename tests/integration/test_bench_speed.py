@@ -29,10 +29,11 @@ def test_bench_speed_tiny(tmp_path: Path) -> None:
 def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
     """A coarse Mach 2 shock: DVM, MLC time-marched and MLC by the implicit steady solver, with the errors
     of each profile against this run's DVM."""
-    grid = "{x_min: -12.0, x_max: 6.0, dx: 0.5, levels: 1}"
+    mlc = "{x_min: -12.0, x_max: 6.0, dx: 0.5, levels: 1}"
+    dvm = "{x_min: -12.0, x_max: 6.0, dx: 0.25, levels: 1, nv: 48}"
     args = ["mach=2.0", "shock_models=[dvm,mlc]", "sweep_kns=[0.1]", "sweep_nx=16", "sweep_t_end=0.005",
-            "inference=[float32]", "scaling_nx=[]", f"+overrides.mlc={grid}", "+overrides.dvm={x_min: -12.0, "
-            "x_max: 6.0, dx: 0.25, levels: 1, nv: 48}", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+            "inference=[float32]", "scaling_nx=[]", f"+overrides.mlc={mlc}", f"+overrides.dvm={dvm}",
+            f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
     run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = {r["model"]: r for r in json.loads((tmp_path / "speed_table.json").read_text())["rows"]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from kinclose.closure.source import BGKSource
 from kinclose.kinetic.shock import march_steady
 from kinclose.physics import mfp_coefficient, rankine_hugoniot
 from kinclose.reduced.closure import MaxwellianClosure, hermite_weights
@@ -77,6 +78,14 @@ def test_batched_residual_is_the_solver_rate(closure64, outflow):
                          right=(s.rho1, s.u1, s.T1), limiter="vanleer", outflow=outflow)
     flat.set_state(np.full(10, s.rho1), np.full(10, s.u1), np.full(10, s.T1))
     assert np.abs(steady_residual(flat, flat.U, flat.W)).max() < 1e-9
+
+
+def test_residual_with_a_bgk_source_object_is_the_built_in_one(closure64):
+    """The learned-source path of the residual (ν R̂(W)) with R̂ = W_eq − W equals the built-in BGK source."""
+    sol = _shock_solver(closure64)
+    R = steady_residual(sol, sol.U, sol.W)
+    sol.source = BGKSource(closure64.equilibrium(), beta=1.0)
+    np.testing.assert_allclose(steady_residual(sol, sol.U, sol.W), R, rtol=0, atol=1e-12 * np.abs(R).max())
 
 
 def test_coloured_jacobian_matches_column_by_column(closure64):
