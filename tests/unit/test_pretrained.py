@@ -8,7 +8,7 @@ from kinclose.reduced.run import load_closure
 
 
 @pytest.mark.parametrize("name", ["mlc_small", "hermmlc_small", "mlc_small_rollout", "mlc_small_shock",
-                                  "mlc_small_shock2"])
+                                  "mlc_small_shock2", "mlc_small_shock2_distilled"])
 def test_shipped_closure_runs_and_conserves(name, smooth_wave_run):
     path = resolve(f"pretrained:{name}")
     assert path.exists() and path.name == "closure.pt"

@@ -158,10 +158,10 @@ def test_newton_from_a_perturbed_steady_state_converges_fast(closure64):
 
 
 def test_jacobian_closure_changes_the_iterations_not_the_solution(closure64):
-    """Jacobians from another closure of the same moments (the shipped MLC before its last fine-tuning, as a
-    distilled student would be used) converge to the solver closure's own steady state."""
+    """Jacobians from another closure of the same moments (the shipped distilled student of the ensemble)
+    converge to the solver closure's own steady state."""
     s = rankine_hugoniot(3.0)
-    other = load_closure("pretrained:mlc_small_shock", 5.0, inference="float64")
+    other = load_closure("pretrained:mlc_small_shock2_distilled", 5.0, inference="float64")
     out = []
     for jc in (None, other):
         sol = _shock_solver(closure64, nx=32, steps=0)
