@@ -35,7 +35,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
                   source_scheme: str = "linearized", outflow: str = "characteristic", steady: str = "march",
                   limiter: str = "mc", jacobian_closure: ShapeClosure | str | None = None,
-                  progress: bool | None = False) -> ShockProfile:
+                  newton_max_iter: int = 200, progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
     Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
@@ -51,8 +51,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     keep "reservoir": with the characteristic outflow they sometimes stall above their tolerance (HermMLC
     at Mach 2, MLC at Mach 8 ran into ``max_steps``), and they only provide the starting profile.
     ``steady``: "march" (time marching, default) or "newton" (pseudo-transient continuation with Newton steps
-    on every level, :mod:`kinclose.reduced.steady`; ``max_steps`` bounds its iterations per level; it needs
-    ``limiter="vanleer"`` and loads a checkpoint with float64 inference). ``limiter``: the MUSCL limiter
+    on every level, :mod:`kinclose.reduced.steady`; ``newton_max_iter`` bounds its iterations per level; it
+    needs ``limiter="vanleer"`` and loads a checkpoint with float64 inference). ``limiter``: the MUSCL limiter
     ("mc", "minmod", "vanleer"; :class:`ReducedSolver`). ``jacobian_closure``: steady="newton" only, a cheaper
     closure of the same moments (object, path or pretrained name; e.g. the distilled student of the ensemble)
     for the Newton Jacobians: fewer network evaluations, the same steady state of ``closure``.
@@ -91,7 +91,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
         last = level == levels - 1
         level_tol = tol if last else 10.0 * tol
         if steady == "newton":
-            info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=max_steps, jacobian_closure=jac_cl,
+            info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=newton_max_iter, jacobian_closure=jac_cl,
                                  progress=progress)
             residual, drift, shifts = info["residual"], info["shift_speed"] / s.u1, 0
             newton_info.append({k: info[k] for k in ("iterations", "jacobians", "residual_evals")})

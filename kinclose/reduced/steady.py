@@ -180,8 +180,8 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
     (∂x by np.gradient), see the module docstring for c, J and the reuse of J. ``jacobian_closure``: a
     cheaper closure of the same moments for J only (e.g. the distilled student of an ensemble; float64),
     which changes the iterations, not the solution F = 0 of the solver's closure. Returns residual,
-    converged, shift_speed (s, x units per time unit), iterations, jacobians, residual_evals (each on nx
-    cells) and wall_s. Stops unconverged after ``max_iter`` iterations or when the pseudo-CFL falls below
+    converged, shift_speed (s, x units per time unit), iterations (linear solves, rejected steps included),
+    jacobians, residual_evals (each on nx cells) and wall_s. Stops unconverged after ``max_iter`` iterations or when the pseudo-CFL falls below
     1e-3 (stalled); raises PhysicalStateError if even a fresh Jacobian at that pseudo-CFL cannot make a
     step that keeps ρ, T > 0."""
     from tqdm.auto import tqdm
@@ -214,7 +214,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
     residual = float(np.max(np.abs(F[:, 0]))) / scale
     bar = tqdm(total=max_iter, disable=None if progress is None else not progress, desc=f"newton nx={nx}",
                leave=False)
-    it = 0
+    iterations = 0  # linear solves, rejected steps included
     try:
         for it in range(max_iter):
             residual = float(np.max(np.abs(F[:, 0]))) / scale
@@ -238,6 +238,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
                 lu_cfl = cfl
             g = float(np.dot(phase[0::nvar], y[:, 0] - rho0))
             d = lu.solve(np.concatenate([F.ravel(), [-g]]))
+            iterations += 1
             y_new, shift_new = y + d[:-1].reshape(y.shape), shift + float(d[-1])
             ratio = math.inf
             rho_n, _, T_n = primitive(y_new[:, :3])
@@ -261,7 +262,6 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
             y, shift, Dy, F, norm, fresh = y_new, shift_new, Dy_new, F_new, norm_new, False
             cfl = min(cfl_max, cfl * min(10.0, max(0.5, 1.0 / max(ratio, 1e-300))))
             if cfl < CFL_MIN:  # stalled: report it (converged False) instead of creeping on
-                residual = float(np.max(np.abs(F[:, 0]))) / scale
                 break
             if ratio > refresh:
                 J = None
@@ -269,6 +269,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
                 lu = None
     finally:
         bar.close()
+    residual = float(np.max(np.abs(F[:, 0]))) / scale  # of the last accepted state
     solver.U, solver.W = y[:, :3].copy(), y[:, 3:].copy()
-    return {"residual": residual, "converged": bool(residual < tol), "shift_speed": shift, "iterations": it,
+    return {"residual": residual, "converged": bool(residual < tol), "shift_speed": shift, "iterations": iterations,
             "jacobians": jacobians, "residual_evals": evals, "wall_s": time.perf_counter() - t0}

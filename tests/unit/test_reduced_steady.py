@@ -183,7 +183,10 @@ def test_jacobian_closure_changes_the_iterations_not_the_solution(closure64):
 def test_newton_reports_what_it_did_not_finish(closure64):
     s = rankine_hugoniot(3.0)
     info = newton_steady(_shock_solver(closure64, steps=0), 1e-12, s.rho1 * s.u1, max_iter=3)
-    assert not info["converged"] and info["iterations"] == 2 and info["residual"] > 1e-12
+    assert not info["converged"] and info["iterations"] == 3 and info["residual"] > 1e-12
+    p = reduced_shock(s, closure="pretrained:mlc_small_shock2", dx=1.0, x_min=-12.0, x_max=6.0, levels=1,
+                      steady="newton", limiter="vanleer", newton_max_iter=2)
+    assert not p.metrics["converged"] and p.metrics["steps_per_level"] == [2]
 
 
 def test_newton_rejects_what_it_cannot_solve(closure64):
