@@ -181,9 +181,9 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
     cheaper closure of the same moments for J only (e.g. the distilled student of an ensemble; float64),
     which changes the iterations, not the solution F = 0 of the solver's closure. Returns residual,
     converged, shift_speed (s, x units per time unit), iterations (linear solves, rejected steps included),
-    jacobians, residual_evals (each on nx cells) and wall_s. Stops unconverged after ``max_iter`` iterations or when the pseudo-CFL falls below
-    1e-3 (stalled); raises PhysicalStateError if even a fresh Jacobian at that pseudo-CFL cannot make a
-    step that keeps ρ, T > 0."""
+    jacobians, residual_evals (each on nx cells) and wall_s. Stops unconverged after ``max_iter`` iterations
+    or when the pseudo-CFL falls below 1e-3 (stalled); raises PhysicalStateError if even a fresh Jacobian at
+    that pseudo-CFL cannot make an acceptable step (ρ, T > 0 and ‖F‖ at most 1.5× larger)."""
     from tqdm.auto import tqdm
 
     check_newton_ready(solver)
@@ -211,7 +211,6 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
     J = lu = None
     fresh = False
     lu_cfl = cfl
-    residual = float(np.max(np.abs(F[:, 0]))) / scale
     bar = tqdm(total=max_iter, disable=None if progress is None else not progress, desc=f"newton nx={nx}",
                leave=False)
     iterations = 0  # linear solves, rejected steps included
@@ -254,8 +253,9 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
                     cfl *= 0.3
                     lu = None
                     if cfl < CFL_MIN:
-                        raise PhysicalStateError(f"the steady solver cannot keep rho, T > 0 at iteration {it} "
-                                                 f"(residual {residual:.3g}) even at pseudo-CFL {cfl:.2g}")
+                        raise PhysicalStateError(f"the steady solver found no acceptable step (rho, T > 0 and the "
+                                                 f"residual at most 1.5x larger) at iteration {it} (residual "
+                                                 f"{residual:.3g}) even at pseudo-CFL {cfl:.2g}")
                 else:
                     J = None
                 continue
