@@ -61,14 +61,18 @@ def check_newton_ready(solver: ReducedSolver) -> None:
     if solver.limiter != "vanleer":
         raise ValueError(f"the steady solver needs the smooth limiter 'vanleer'; {solver.limiter!r} switches "
                          "branches and makes Newton stall (use steady='march' for it)")
-    if getattr(solver.closure, "inference", "float64") == "float32":
-        raise ValueError("the steady solver's finite-difference Jacobian needs the closure in float64; load it with "
+    _require_float64(solver.closure, "the steady solver's closure")
+
+
+def _require_float64(closure: Any, what: str) -> None:
+    """The finite-difference Jacobian (step 1e-7) is noise in float32 inference."""
+    if getattr(closure, "inference", "float64") == "float32":
+        raise ValueError(f"{what} needs float64 inference for the finite-difference Jacobian; load it with "
                          "inference='float64' (float32 inference is for time marching)")
 
 
 def _check_jacobian_closure(solver: ReducedSolver, closure: Any) -> None:
-    if getattr(closure, "inference", "float64") == "float32":
-        raise ValueError("the Jacobian closure needs float64 inference (finite differences)")
+    _require_float64(closure, "the Jacobian closure")
     if getattr(closure, "n_moments", None) != solver.M or not np.allclose(closure.equilibrium(), solver.W_eq,
                                                                          rtol=0, atol=1e-10):
         raise ValueError("the Jacobian closure must have the solver closure's moments (same n_moments and W_eq): "
