@@ -8,8 +8,9 @@ network inference, for the fused float32 inference and the torch reference path.
     python scripts/bench_speed.py newton_options=null   # without the "mlc newton (float64)" shock rows
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
-NSF is an ODE solve, so it has no cell·steps; the reduced models' shock is also solved by the implicit
-steady solver with ``newton_options``, which has residual evaluations instead of steps; every shock
+NSF is an ODE solve, so it has no cell·steps; the reduced models' shock is time-marched with
+``march_options`` for every inference path and solved by the implicit steady solver with
+``newton_options``, which has residual evaluations instead of steps; every shock
 profile's errors against this run's DVM are tabled too) and one held-out Knudsen-sweep case per ε to
 ``sweep_t_end`` on ``sweep_nx`` cells. Cost per cell·step = wall / Σ(cells × steps) over all grid
 levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on
@@ -172,7 +173,8 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
         extra = _extra_closures(cfg, model)
-        for label, o, cl in _variants(model, opts, cfg.inference, extra) + _newton_variants(model, opts, cfg, extra):
+        march = dict(opts, **OmegaConf.to_container(cfg.march_options, resolve=True)) if model in REDUCED else opts
+        for label, o, cl in _variants(model, march, cfg.inference, extra) + _newton_variants(model, opts, cfg, extra):
             t0 = time.perf_counter()
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
@@ -217,6 +219,8 @@ def scaling_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     from kinclose.reduced.run import problem_solver
 
     rows = []
+    if not cfg.get("scaling_nx") or not cfg.sweep_kns:
+        return rows
     case = make_cases(float(cfg.sweep_kns[0]), 1, int(cfg.sweep_seed), int(cfg.sweep_nx), float(cfg.sweep_t_end),
                       [str(cfg.sweep_kind)], float(cfg.omega))[0]
     for model, opts in cfg.sweep_models.items():

@@ -28,6 +28,16 @@ def resolve(path_or_name: str | Path) -> Path:
     return p
 
 
+def distilled_student(path_or_name: str | Path) -> str | None:
+    """``pretrained:<name>`` → ``pretrained:<name>_distilled`` when that student (``kinclose-train stage=distill``
+    of the ensemble, same moments) is shipped; None for any other closure."""
+    s = str(path_or_name)
+    if not s.startswith(PREFIX):
+        return None
+    student = f"{s}_distilled"
+    return student if Path(str(files("kinclose.pretrained") / student[len(PREFIX):] / "closure.pt")).exists() else None
+
+
 def resolve_moments(path_or_name: str | Path) -> Path:
     """``pretrained:<name>`` → the ``moments.pt`` shipped beside that closure; any other value as a Path."""
     s = str(path_or_name)

@@ -8,13 +8,20 @@ initial profile, whole-cell re-centring, drift-corrected residual max|∂tρ| λ
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
 
 from kinclose.kinetic.shock import march_steady, prolong, shift_rows
-from kinclose.physics import ShockStates, conservative, mfp_coefficient
+from kinclose.physics import (
+    PhysicalStateError,
+    ShockStates,
+    conservative,
+    mfp_coefficient,
+)
+from kinclose.pretrained import distilled_student
 from kinclose.reduced.closure import ShapeClosure
 from kinclose.reduced.run import (
     closure_diagnostics,
@@ -27,6 +34,8 @@ from kinclose.reduced.solver import ReducedSolver
 from kinclose.reduced.steady import newton_steady
 from kinclose.shockprofile import ShockProfile
 
+log = logging.getLogger(__name__)
+
 
 def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float = 0.5,
                   closure: ShapeClosure | str, model: str = "mlc", x_min: float = -30.0, x_max: float = 10.0,
@@ -35,7 +44,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                   flux: str = "ap", clip: bool = False, source: Any = None, source_beta_safety: float = 1.0,
                   source_scheme: str = "linearized", outflow: str = "characteristic", steady: str = "march",
                   limiter: str = "mc", jacobian_closure: ShapeClosure | str | None = None,
-                  newton_max_iter: int = 200, progress: bool | None = False) -> ShockProfile:
+                  newton_max_iter: int = 200, newton_fallback: bool = True,
+                  progress: bool | None = False) -> ShockProfile:
     """March the reduced model to a steady shock; returns the profile with x in λ1 (not centred).
 
     Grid sequencing as the kinetic shock: converged (to 10 tol) on grids 2^(levels−1) … 2 times
@@ -55,7 +65,11 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     needs ``limiter="vanleer"`` and loads a checkpoint with float64 inference). ``limiter``: the MUSCL limiter
     ("mc", "minmod", "vanleer"; :class:`ReducedSolver`). ``jacobian_closure``: steady="newton" only, a cheaper
     closure of the same moments (object, path or pretrained name; e.g. the distilled student of the ensemble)
-    for the Newton Jacobians: fewer network evaluations, the same steady state of ``closure``.
+    for the Newton Jacobians: fewer network evaluations, the same steady state of ``closure``; "auto": the
+    shipped student ``pretrained:<name>_distilled`` of a ``closure="pretrained:<name>"`` when there is one, else
+    the closure's own Jacobians (with steady="march", "auto" does nothing). ``newton_fallback``: a level whose
+    Newton solve fails (no acceptable step) or ends unconverged is time-marched from Newton's last state (its
+    index is listed in the metrics' ``newton_fallback_levels``, with a warning); False reports it unconverged.
     """
     if steady not in ("march", "newton"):
         raise ValueError(f"unknown steady solver {steady!r}; choose 'march' or 'newton'")
@@ -68,6 +82,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     s = states
+    if jacobian_closure == "auto":
+        jacobian_closure = distilled_student(closure) if steady == "newton" and isinstance(closure, str) else None
     if jacobian_closure is not None and steady != "newton":
         raise ValueError("jacobian_closure is used by steady='newton' only")
     cl = load_closure(closure, xi_max, clip, inference="float64" if steady == "newton" else "float32")
@@ -76,7 +92,7 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     mu_ref = 1.0 / mfp_coefficient(omega)
     nx_coarse = max(8, int(round((x_max - x_min) / (dx * 2 ** (levels - 1)))))
     t0 = time.perf_counter()
-    solver, level_steps, newton_info = None, [], []
+    solver, level_steps, newton_info, fallback_levels = None, [], [], []
     for level in range(levels):
         new = ReducedSolver(x_min, x_max, nx_coarse * 2**level, cl, mu_ref, omega, "reservoir", cfl,
                             left=(s.rho1, s.u1, s.T1), right=(s.rho2, s.u2, s.T2), flux=flux,
@@ -91,11 +107,24 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
         last = level == levels - 1
         level_tol = tol if last else 10.0 * tol
         if steady == "newton":
-            info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=newton_max_iter, jacobian_closure=jac_cl,
-                                 progress=progress)
+            try:
+                info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=newton_max_iter,
+                                     jacobian_closure=jac_cl, progress=progress)
+            except PhysicalStateError as err:
+                if not newton_fallback:
+                    raise
+                info = {"residual": float("inf"), "converged": False, "shift_speed": 0.0, "iterations": 0,
+                        "jacobians": 0, "residual_evals": 0, "error": str(err)}
             residual, drift, shifts = info["residual"], info["shift_speed"] / s.u1, 0
             newton_info.append({k: info[k] for k in ("iterations", "jacobians", "residual_evals")})
             level_steps.append(info["iterations"])
+            if not info["converged"] and newton_fallback:
+                log.warning("Newton did not reach the residual %.1e on level %d (%s); time-marching from its last "
+                            "state", level_tol, level, info.get("error", f"residual {info['residual']:.2e}"))
+                fallback_levels.append(level)
+                residual, drift, shifts = march_steady(solver, s, level_tol, max_steps, check_every, progress,
+                                                       shift_cells=_shift)
+                newton_info[-1]["march_steps"] = solver.steps
         else:
             residual, drift, shifts = march_steady(solver, s, level_tol, max_steps, check_every, progress,
                                                    shift_cells=_shift)
@@ -108,12 +137,14 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                "steps_per_level": level_steps, "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "steady_solver": steady, "limiter": limiter,
+               "jacobian_closure": None if jacobian_closure is None else (
+                   jacobian_closure if isinstance(jacobian_closure, str) else type(jacobian_closure).__name__),
                "cell_steps": None if steady == "newton" else int(sum(nx_coarse * 2**i * n
                                                                      for i, n in enumerate(level_steps))),
                "n_moments": cl.n_moments, "source": source_name(source),
                "source_scheme": None if src is None else source_scheme,
                "source_shifted_cells": solver.source_shifted_cells,
-               **({"newton_per_level": newton_info,
+               **({"newton_per_level": newton_info, "newton_fallback_levels": fallback_levels,
                    "cell_residual_evals": int(sum(nx_coarse * 2**i * d["residual_evals"]
                                                   for i, d in enumerate(newton_info)))} if newton_info else {}),
                **closure_diagnostics(cl, solver.U, solver.W)}

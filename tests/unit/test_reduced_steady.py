@@ -10,6 +10,7 @@ import pytest
 from kinclose.closure.source import BGKSource
 from kinclose.kinetic.shock import march_steady
 from kinclose.physics import mfp_coefficient, rankine_hugoniot
+from kinclose.pretrained import distilled_student
 from kinclose.reduced.closure import MaxwellianClosure, hermite_weights
 from kinclose.reduced.run import load_closure
 from kinclose.reduced.shock import _shift, reduced_shock
@@ -184,9 +185,47 @@ def test_newton_reports_what_it_did_not_finish(closure64):
     s = rankine_hugoniot(3.0)
     info = newton_steady(_shock_solver(closure64, steps=0), 1e-12, s.rho1 * s.u1, max_iter=3)
     assert not info["converged"] and info["iterations"] == 3 and info["residual"] > 1e-12
-    p = reduced_shock(s, closure="pretrained:mlc_small_shock2", dx=1.0, x_min=-12.0, x_max=6.0, levels=1,
-                      steady="newton", limiter="vanleer", newton_max_iter=2)
+    kw = {"closure": "pretrained:mlc_small_shock2", "dx": 1.0, "x_min": -12.0, "x_max": 6.0, "levels": 1, "cfl": 0.9,
+          "xi_max": 5.0, "steady": "newton", "limiter": "vanleer", "newton_max_iter": 2}
+    p = reduced_shock(s, newton_fallback=False, **kw)
     assert not p.metrics["converged"] and p.metrics["steps_per_level"] == [2]
+    assert p.metrics["newton_fallback_levels"] == []
+
+
+def test_newton_falls_back_to_marching(caplog):
+    """A level that Newton does not finish (here: 2 iterations allowed) is time-marched from Newton's last state
+    to the tolerance, reported in ``newton_fallback_levels`` and with a warning."""
+    s = rankine_hugoniot(3.0)
+    kw = {"closure": "pretrained:mlc_small_shock2", "dx": 0.5, "x_min": -16.0, "x_max": 8.0, "levels": 2, "cfl": 0.9,
+          "xi_max": 5.0, "steady": "newton", "limiter": "vanleer", "max_steps": 5000}
+    with caplog.at_level("WARNING", logger="kinclose.reduced.shock"):
+        p = reduced_shock(s, newton_max_iter=2, **kw)
+    m = p.metrics
+    assert m["converged"] and m["residual"] < 1e-5 and m["newton_fallback_levels"] == [0, 1]
+    assert [d["iterations"] for d in m["newton_per_level"]] == [2, 2]
+    assert all(d["march_steps"] > 0 for d in m["newton_per_level"])
+    assert "time-marching" in caplog.text
+    ref = reduced_shock(s, **kw)  # Newton alone: the same steady state, up to the sub-cell shift of the centring
+    assert ref.metrics["newton_fallback_levels"] == [] and ref.metrics["converged"]
+    a, b = center(ref), center(p)
+    for name, rtol in (("rho", 0.01), ("T", 0.01), ("q", 0.05)):
+        r = getattr(a, name)
+        assert np.abs(np.interp(a.x, b.x, getattr(b, name)) - r).max() < rtol * np.abs(r - r[0]).max(), name
+
+
+def test_jacobian_closure_auto():
+    """"auto" takes the shipped distilled student of a pretrained closure when there is one."""
+    assert distilled_student("pretrained:mlc_small_shock2") == "pretrained:mlc_small_shock2_distilled"
+    assert distilled_student("pretrained:hermmlc_small") is None
+    assert distilled_student("outputs/train/closure/closure.pt") is None
+    s = rankine_hugoniot(3.0)
+    kw = {"dx": 1.0, "x_min": -12.0, "x_max": 6.0, "levels": 1, "cfl": 0.9, "xi_max": 5.0, "jacobian_closure": "auto"}
+    p = reduced_shock(s, closure="pretrained:mlc_small_shock2", steady="newton", limiter="vanleer", **kw)
+    assert p.metrics["jacobian_closure"] == "pretrained:mlc_small_shock2_distilled" and p.metrics["converged"]
+    p = reduced_shock(s, closure="pretrained:hermmlc_small", steady="newton", limiter="vanleer", **kw)
+    assert p.metrics["jacobian_closure"] is None and p.metrics["converged"]
+    p = reduced_shock(s, closure="pretrained:mlc_small_shock2", steady="march", max_steps=50, **kw)  # auto: nothing
+    assert p.metrics["jacobian_closure"] is None
 
 
 def test_newton_rejects_what_it_cannot_solve(closure64):
