@@ -109,12 +109,13 @@ def solve_model(states: ShockStates, name: str, *, collision: str, omega: float,
 
 
 def profile_row(prof: ShockProfile, wall_s: float) -> dict:
-    """Table row of a centred profile: inverse density thickness, T–ρ separation (λ1), ``wall_s``,
+    """Table row of a centred profile: inverse density thickness, T–ρ separation (λ1), ``wall_s``, ``solve_s``
+    (the solver's own wall, without loading closures and other set-up; None for models that do not report it),
     ``converged``/``residual`` and the closure diagnostics (``DIAGNOSTIC_KEYS``) it reports."""
     m = profile_metrics(prof)
     row = {"inv_density_thickness": m["inv_density_thickness"],
            "density_temperature_separation": m["density_temperature_separation"],
-           "wall_s": wall_s, "converged": bool(m.get("converged", True)),
+           "wall_s": wall_s, "solve_s": m.get("solve_wall_s"), "converged": bool(m.get("converged", True)),
            "residual": m.get("residual")}
     for key in DIAGNOSTIC_KEYS:
         if key in m:
@@ -195,18 +196,23 @@ def _saved_profiles(cfg: DictConfig, states: ShockStates, profiles: dict[str, Sh
 def markdown_table(result: dict) -> str:
     lines = [f"Mach {result['mach']:g} shock, {result['collision']}, ω = {result['omega']:g}; "
              f"reference {result['reference']}; {result['units']}.", "",
-             "| model | 1/δ_ρ | sep. (λ1) | " + " | ".join(f"{f} L2 / L∞" for f in FIELDS) + " | wall (s) | steady |",
-             "|---" * (5 + len(FIELDS)) + "|"]
+             "| model | 1/δ_ρ | sep. (λ1) | " + " | ".join(f"{f} L2 / L∞" for f in FIELDS)
+             + " | wall (s) | solve (s) | steady |",
+             "|---" * (6 + len(FIELDS)) + "|"]
     for name, r in result["models"].items():
         errs = " | ".join(f"{r[f'{f}_L2']:.2%} / {r[f'{f}_Linf']:.2%}" for f in FIELDS)
         inv = "jump" if name == "euler" else f"{r['inv_density_thickness']:.4f}"
         conv = "yes" if r.get("converged", True) else f"no (residual {r.get('residual', float('nan')):.1e})"
-        lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} | {conv} |")
+        solve = "—" if r.get("solve_s") is None else f"{r['solve_s']:.2f}"
+        lines.append(f"| {name} | {inv} | {r['density_temperature_separation']:.3f} | {errs} | {r['wall_s']:.2f} | {solve} "
+                     f"| {conv} |")
     for name, msg in result.get("failures", {}).items():
-        lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (3 + len(FIELDS)))
+        lines.append(f"| {name} | failed: {msg[:120]} |" + " |" * (4 + len(FIELDS)))
     for name, path in result.get("saved_profiles", {}).items():
-        lines += ["", (f"{name}: read from `{path}` (solved by another run; its wall time is that run's), "
+        lines += ["", (f"{name}: read from `{path}` (solved by another run; its wall times are that run's), "
                        "not solved here.")]
+    lines += ["", "wall: the whole call of the model's shock solver, loading closures (torch, checkpoints) on first "
+                  "use included; solve: the solver's own time to the steady state."]
     for name, r in result["models"].items():
         if "complex_eigenvalue_fraction" in r:
             lines.append("")

@@ -32,5 +32,9 @@ def test_tiny_pipeline(tmp_path):
     assert "dvm" in rows and "nsf" in rows
     # the learned closure of this tiny run may fail on the shock: then it is reported, not hidden
     assert "mlc" in rows or "mlc" in summary["shock"]["failures"]
+    for name in ("dvm", "mlc"):  # the solver's own time (no loading) is part of the whole call's
+        if name in rows:
+            assert 0.0 < rows[name]["solve_s"] <= rows[name]["wall_s"], rows[name]
+    assert rows["nsf"]["solve_s"] is None and "| solve (s) |" in (tmp_path / "shock_M2.md").read_text()
     for f in ("shock_M2.png", "shock_M2.md", "shock_M2.json"):
         assert (tmp_path / f).exists()
