@@ -211,8 +211,8 @@ def markdown_table(result: dict) -> str:
     for name, path in result.get("saved_profiles", {}).items():
         lines += ["", (f"{name}: read from `{path}` (solved by another run; its wall times are that run's), "
                        "not solved here.")]
-    lines += ["", "wall: the whole call of the model's shock solver, loading closures (torch, checkpoints) on first "
-                  "use included; solve: the solver's own time to the steady state."]
+    lines += ["", ("wall: the whole call of the model's shock solver, loading closures (torch, checkpoints) on first "
+                   "use included; solve: the solver's own time to the steady state.")]
     for name, r in result["models"].items():
         if "complex_eigenvalue_fraction" in r:
             lines.append("")
