@@ -28,6 +28,7 @@ from kinclose.bench.shock import model_options
 from kinclose.io import atomic_write_json
 from kinclose.kinetic.shock import steady_shock
 from kinclose.physics import rankine_hugoniot
+from kinclose.reduced.shock import TIME_MARCHED
 from kinclose.shockprofile import FIELDS, center, profile_metrics
 
 
@@ -46,7 +47,7 @@ def reduced_convergence(args: argparse.Namespace) -> None:
     ref = center(steady_shock(states, collision=args.collision, omega=args.omega, **dvm))
     opts = _options(args.model)
     if args.steady == "march":  # the committed grid study was time-marched with MC (conf default until session 21)
-        opts.update(steady="march", limiter="mc")
+        opts.update(TIME_MARCHED)
     if args.closure:
         opts["closure"] = args.closure
     grids = []

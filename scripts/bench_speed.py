@@ -129,7 +129,7 @@ def _newton_variants(model: str, opts: dict[str, Any], cfg: DictConfig,
         return []
     nopts = OmegaConf.to_container(cfg.newton_options, resolve=True)
     out = []
-    o = {k: v for k, v in opts.items() if k not in ("closure", "xi_max")}
+    o = {k: v for k, v in opts.items() if k not in ("closure", "xi_max", "jacobian_closure")}  # own Jacobians
     for label, path in {"": opts["closure"], **extra}.items():
         cl = _closure(str(path), opts.get("xi_max"), "float64")
         name = f"{model} {label} newton (float64)" if label else f"{model} newton (float64)"

@@ -29,6 +29,7 @@ from kinclose.bench.shock import field_errors, model_options, solve_model
 from kinclose.bench.sweep import FIELDS, error_rows, paired, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text
 from kinclose.physics import rankine_hugoniot
+from kinclose.reduced.shock import TIME_MARCHED
 
 log = logging.getLogger("compare_closures")
 
@@ -181,7 +182,7 @@ def main(cfg: DictConfig) -> None:
     flux = str(cfg.get("flux", "ap"))  # numerical flux of U of the reduced solver (shock and sweep)
     # the shock's steady solver: the committed study tables were time-marched with MC (the benchmark's default
     # until the twenty-first session); a config may set e.g. shock_steady: {steady: newton, limiter: vanleer}
-    shock_steady = dict(cfg.get("shock_steady") or {"steady": "march", "limiter": "mc"})
+    shock_steady = dict(cfg.get("shock_steady") or TIME_MARCHED)
     for name, path in closures.items():
         entry: dict[str, Any] = {"closure": path, "moments": moments[name],
                                  "spectrum": spectrum(path, *states[moments[name]]),
