@@ -61,7 +61,8 @@ def shock_shards(mach: float, out: Path, stride: int, omega: float, task_id: int
                  "mach": float(mach), "task_id": int(task_id + k)}
         path = out / f"shock_M{mach:g}_{k}.h5"
         info = write_shard(path, arrays, dv, attrs)
-        entries.append(manifest_entry(path.name, task_id + k, info["samples"], info["sha256"], float(kn), "shock"))
+        entries.append(manifest_entry(path.name, task_id + k, info["samples"], info["sha256"], float(kn), "shock",
+                                      info["data_sha256"]))
     log.info("Mach %g: %d cells in %d shards, kn = λ1/δ_ρ = %.3f", mach, g_all.shape[0], stride, kn)
     return entries
 

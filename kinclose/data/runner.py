@@ -234,7 +234,7 @@ def scan_existing(root: Path, tasks: list[LabelTask]) -> tuple[dict[int, dict[st
                 if attrs["config"] != task.to_json():
                     raise ShardError("its task spec differs from the current one")
                 done[task.task_id] = manifest_entry(p.name, task.task_id, attrs["samples"], sha256_file(p),
-                                                    attrs["kn"], attrs["ic_kind"])
+                                                    attrs["kn"], attrs["ic_kind"], attrs.get("data_sha256"))
                 continue
             except ShardError as exc:
                 reason = str(exc)
@@ -396,7 +396,7 @@ def label_dataset(
 
         def on_done(res: dict[str, Any]) -> None:
             entries[res["task_id"]] = manifest_entry(res["file"], res["task_id"], res["samples"], res["sha256"],
-                                                     res["kn"], res["ic_kind"])
+                                                     res["kn"], res["ic_kind"], res.get("data_sha256"))
             write_manifest(root, list(entries.values()), extra)
             done.append(res)
             bar.update(1)

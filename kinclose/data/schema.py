@@ -281,9 +281,39 @@ def validate_shard(path: str | os.PathLike, deep: bool = True) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- manifest
-def manifest_entry(file: str, task_id: int, samples: int, sha256: str, kn: float, ic_kind: str) -> dict[str, Any]:
-    return {"file": file, "task_id": int(task_id), "samples": int(samples), "sha256": sha256, "kn": float(kn),
-            "ic_kind": str(ic_kind)}
+def manifest_entry(file: str, task_id: int, samples: int, sha256: str, kn: float, ic_kind: str,
+                   data_sha256: str | None = None) -> dict[str, Any]:
+    """One shard's manifest entry; ``sha256`` of the file's bytes (which change with ``created`` and ``wall_s``
+    on every labeling) and, optionally, the shard's content checksum ``data_sha256`` (which does not)."""
+    e = {"file": file, "task_id": int(task_id), "samples": int(samples), "sha256": sha256, "kn": float(kn),
+         "ic_kind": str(ic_kind)}
+    if data_sha256 is not None:
+        e["data_sha256"] = str(data_sha256)
+    return e
+
+
+def content_hash(root: str | os.PathLike, entries: list[dict[str, Any]] | None = None) -> str:
+    """SHA-256 identifying a dataset by what it holds: the schema version and the sorted (task id, content
+    checksum ``data_sha256``) pairs of its shards, so relabeling the same tasks gives the same hash (the
+    labeling is bit-reproducible, while the files' bytes and the manifest are not: ``created``, ``wall_s``).
+    ``data_sha256`` is read from the manifest entry, else from the shard's attributes; a shard without one
+    (written before the checksum existed, or unreadable) contributes its file SHA-256. ``entries``: the manifest's shards
+    (read from ``root`` if None)."""
+    root = Path(root)
+    if entries is None:
+        entries = read_manifest(root)["shards"]
+    pairs = []
+    for e in sorted(entries, key=lambda e: e["task_id"]):
+        digest = e.get("data_sha256")
+        if digest is None:
+            try:
+                digest = read_attrs(root / e["file"]).get("data_sha256")
+            except OSError:  # missing or not HDF5: the readers' checksum checks report it
+                digest = None
+            digest = digest or f"file:{e['sha256']}"
+        pairs.append([int(e["task_id"]), str(digest)])
+    blob = json.dumps({"schema_version": SCHEMA_VERSION, "shards": pairs}, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def write_manifest(root: str | os.PathLike, entries: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:

@@ -20,7 +20,6 @@ schema version and dataset hash; they are written atomically and read with ``wei
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -114,7 +113,10 @@ def open_shard(root: Path, entry: dict, verify_checksums: bool = True) -> Any:
 
 
 def read_manifest(root: str | Path) -> tuple[dict, str]:
-    """(manifest, dataset hash = sha256 of manifest.json, which lists every shard's sha256)."""
+    """(manifest, dataset hash): the hash identifies the data, not the files (``kinclose.data.schema.content_hash``:
+    the same tasks relabeled give the same hash)."""
+    from kinclose.data.schema import content_hash
+
     root = Path(root)
     path = root / "manifest.json"
     if not path.is_file():
@@ -132,7 +134,10 @@ def read_manifest(root: str | Path) -> tuple[dict, str]:
                            "kinclose version")
     if not man.get("shards"):
         raise DatasetError(f"{path} lists no shards; the labeling produced no complete shard yet")
-    return man, hashlib.sha256(raw).hexdigest()
+    try:
+        return man, content_hash(root, man["shards"])
+    except (KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: a shard entry lacks its task_id, file or sha256 ({e!r}); relabel the dataset") from e
 
 
 def load_dataset(

@@ -146,3 +146,33 @@ def test_manifest_round_trip_and_checks(shard, tmp_path: Path) -> None:
     (tmp_path / S.MANIFEST).write_text("{broken")
     with pytest.raises(S.ShardError, match="not valid JSON"):
         S.read_manifest(tmp_path)
+
+
+def test_content_hash_identifies_the_data_not_the_files(tmp_path: Path) -> None:
+    """Rewriting the same data (other ``created``/``wall_s``, so other file bytes) keeps the hash; other data,
+    another task id or a missing content checksum (old shards: the file SHA-256 stands in) change it."""
+    arrays, dv = _arrays()
+
+    def dataset(name: str, arr: dict, attrs: dict, with_digest: bool = True) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        info = S.write_shard(root / S.shard_name(attrs["task_id"]), arr, dv, attrs)
+        S.write_manifest(root, [S.manifest_entry(S.shard_name(attrs["task_id"]), attrs["task_id"], info["samples"],
+                                                 info["sha256"], 0.1, "waves",
+                                                 info["data_sha256"] if with_digest else None)])
+        return root
+
+    a = dataset("a", arrays, ATTRS)
+    b = dataset("b", arrays, ATTRS | {"wall_s": 12.5})
+    assert S.read_manifest(a)["shards"][0]["sha256"] != S.read_manifest(b)["shards"][0]["sha256"]
+    assert S.content_hash(a) == S.content_hash(b)
+    c = dataset("c", arrays, ATTRS, with_digest=False)  # the checksum read from the shard's attributes
+    assert "data_sha256" not in S.read_manifest(c)["shards"][0] and S.content_hash(c) == S.content_hash(a)
+    other = dict(arrays, g=arrays["g"] * (1 + 1e-12))
+    assert S.content_hash(dataset("d", other, ATTRS)) != S.content_hash(a)
+    assert S.content_hash(dataset("e", arrays, ATTRS | {"task_id": 1})) != S.content_hash(a)
+    with h5py.File(c / S.shard_name(0), "r+") as fh:  # a shard written before the checksum existed
+        del fh.attrs["data_sha256"]
+    file_digest = f"file:{S.read_manifest(c)['shards'][0]['sha256']}"
+    assert S.content_hash(c) != S.content_hash(a)
+    assert S.content_hash(c) == S.content_hash(c, [dict(S.read_manifest(c)["shards"][0], data_sha256=file_digest)])
