@@ -338,18 +338,23 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = json.loads(p.read_text())
     except FileNotFoundError:
-        raise ShardError(f"{p}: no manifest; run kinclose-label to create the dataset") from None
+        raise ShardError(f"no {MANIFEST} in {root}: not a labeled dataset (or labeling has not finished); run "
+                         "kinclose-label to create it, or point data.root to a dataset directory it wrote") from None
     except json.JSONDecodeError as exc:
-        raise ShardError(f"{p}: not valid JSON ({exc})") from exc
-    if obj.get("schema_version") != SCHEMA_VERSION:
-        raise ShardError(f"{p}: schema_version {obj.get('schema_version')!r} != {SCHEMA_VERSION}")
+        raise ShardError(f"{p}: not valid JSON ({exc}); the dataset is corrupted, relabel it") from exc
+    if not isinstance(obj, dict):
+        raise ShardError(f"{p}: not a manifest (a JSON object with schema_version and shards)")
+    ver = obj.get("schema_version")
+    if ver != SCHEMA_VERSION:
+        raise ShardError(f"{p}: dataset schema_version {ver!r}, this code reads schema_version {SCHEMA_VERSION}; "
+                         "relabel the data with this package version or use a matching kinclose version")
     if not isinstance(obj.get("shards"), list):
         raise ShardError(f"{p}: 'shards' must be a list")
     ids = []
     for e in obj["shards"]:
-        missing = [k for k in MANIFEST_ENTRY_KEYS if k not in e]
+        missing = [k for k in MANIFEST_ENTRY_KEYS if not isinstance(e, dict) or k not in e]
         if missing:
-            raise ShardError(f"{p}: entry {e} lacks {missing}")
+            raise ShardError(f"{p}: entry {e} lacks {missing}; relabel the dataset")
         ids.append(e["task_id"])
     if len(set(ids)) != len(ids):
         raise ShardError(f"{p}: duplicate task ids")

@@ -32,6 +32,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose import __version__
+from kinclose.data.schema import SCHEMA_VERSION as DATA_SCHEMA_VERSION
+from kinclose.data.schema import ShardError, content_hash, sha256_file
+from kinclose.data.schema import read_manifest as read_checked_manifest
 from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
 from kinclose.moments.shape import (
     VelocityCoverageError,
@@ -45,9 +48,6 @@ from kinclose.moments.shape import (
 )
 
 log = logging.getLogger(__name__)
-
-DATA_SCHEMA_VERSION = 1
-"""Shard schema this module reads (the labeling module's schema_version)."""
 
 CHECKPOINT_FORMAT = "kinclose.moments.autoencoder"
 CHECKPOINT_NAME = "moments.pt"
@@ -98,8 +98,6 @@ def open_shard(root: Path, entry: dict, verify_checksums: bool = True) -> Any:
     (with ``verify_checksums``) that its sha256 matches the manifest; :class:`DatasetError` otherwise."""
     import h5py
 
-    from kinclose.data.schema import sha256_file
-
     path = Path(root) / entry["file"]
     if not path.is_file():
         raise DatasetError(f"shard {path} listed in the manifest is missing; relabel it or fix the manifest")
@@ -113,31 +111,16 @@ def open_shard(root: Path, entry: dict, verify_checksums: bool = True) -> Any:
 
 
 def read_manifest(root: str | Path) -> tuple[dict, str]:
-    """(manifest, dataset hash): the hash identifies the data, not the files (``kinclose.data.schema.content_hash``:
-    the same tasks relabeled give the same hash)."""
-    from kinclose.data.schema import content_hash
-
-    root = Path(root)
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise DatasetError(f"no manifest.json in {root}: not a labeled dataset (or labeling has not finished); "
-                           "set data.root to a dataset directory written by the labeling stage")
-    raw = path.read_bytes()
+    """(manifest, dataset hash) of a dataset with at least one shard: the manifest checked by
+    :func:`kinclose.data.schema.read_manifest`, its errors raised as :class:`DatasetError`; the hash identifies the
+    data, not the files (``kinclose.data.schema.content_hash``: the same tasks relabeled give the same hash)."""
     try:
-        man = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path} is not valid JSON ({e}); the dataset is corrupted, relabel it") from e
-    ver = man.get("schema_version")
-    if ver != DATA_SCHEMA_VERSION:
-        raise DatasetError(f"{path}: dataset schema_version {ver!r}, this code reads schema_version "
-                           f"{DATA_SCHEMA_VERSION}; relabel the data with this package version or use a matching "
-                           "kinclose version")
-    if not man.get("shards"):
-        raise DatasetError(f"{path} lists no shards; the labeling produced no complete shard yet")
-    try:
-        return man, content_hash(root, man["shards"])
-    except (KeyError, TypeError) as e:
-        raise DatasetError(f"{path}: a shard entry lacks its task_id, file or sha256 ({e!r}); relabel the dataset") from e
+        man = read_checked_manifest(root)
+    except ShardError as e:
+        raise DatasetError(str(e)) from e
+    if not man["shards"]:
+        raise DatasetError(f"{Path(root) / 'manifest.json'} lists no shards; the labeling produced no complete shard yet")
+    return man, content_hash(root, man["shards"])
 
 
 def load_dataset(

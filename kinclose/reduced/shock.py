@@ -110,7 +110,8 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
         solver = new
         last = level == levels - 1
         level_tol = tol if last else 10.0 * tol
-        if steady == "newton":
+        march = steady == "march"
+        if not march:
             try:
                 info = newton_steady(solver, level_tol, s.rho1 * s.u1, max_iter=newton_max_iter,
                                      jacobian_closure=jac_cl, progress=progress)
@@ -121,24 +122,24 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
                         "jacobians": 0, "residual_evals": 0, "error": str(err)}
             residual, drift, shifts = info["residual"], info["shift_speed"] / s.u1, 0
             newton_info.append({k: info[k] for k in ("iterations", "jacobians", "residual_evals")})
-            level_steps.append(info["iterations"])
             if not info["converged"] and newton_fallback:
                 log.warning("Newton did not reach the residual %.1e on level %d (%s); time-marching from its last "
                             "state", level_tol, level, info.get("error", f"residual {info['residual']:.2e}"))
                 fallback_levels.append(level)
-                residual, drift, shifts = march_steady(solver, s, level_tol, max_steps, check_every, progress,
-                                                       shift_cells=_shift)
-                newton_info[-1]["march_steps"] = solver.steps
-        else:
+                march = True
+        if march:
             residual, drift, shifts = march_steady(solver, s, level_tol, max_steps, check_every, progress,
                                                    shift_cells=_shift)
-            level_steps.append(solver.steps)
+            if newton_info:
+                newton_info[-1]["march_steps"] = solver.steps
+        level_steps.append(solver.steps)
     wall = time.perf_counter() - t0
     x = solver.x
     f = solver.fields_array()
     metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "outflow": outflow, "levels": levels,
                "steps": solver.steps if steady == "march" else None,
-               "steps_per_level": level_steps, "residual": residual, "tol": tol,
+               "steps_per_level": level_steps,  # time steps (with Newton: those of fallback marches, else 0)
+               "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "steady_solver": steady, "limiter": limiter,
                "jacobian_closure": None if jacobian_closure is None else (

@@ -208,7 +208,7 @@ class ReducedSolver:
             return np.concatenate([a[-2:], a, a[:2]])
         return np.concatenate([np.stack([ghost_left] * 2), a, np.stack([ghost_right] * 2)])
 
-    def _ghosts(self, prim: NDArray) -> tuple[NDArray, NDArray]:
+    def ghost_states(self, prim: NDArray) -> tuple[NDArray, NDArray]:
         """Ghost states (3 + M,) left and right, columns ρ, u, T, W; ``prim`` (nx, 3 + M) the interior."""
         if self.bc == "periodic":
             return np.zeros(3 + self.M), np.zeros(3 + self.M)
@@ -249,13 +249,13 @@ class ReducedSolver:
             W = W + (Z - m)
         return W
 
-    def _rates(self, U: NDArray, W: NDArray) -> tuple[NDArray, NDArray]:
+    def transport_rates(self, U: NDArray, W: NDArray) -> tuple[NDArray, NDArray]:
         """Transport rates: dU = −(F̂_{j+½} − F̂_{j−½})/Δx (nx, 3) and dZ = −(Ĝ_{j+½} − Ĝ_{j−½})/Δx
         (nx, M), the latter measured in the frame of each cell j."""
         nx = self.nx
         rho, u, T = primitive(U)
         prim = np.concatenate([np.stack([rho, u, T], axis=1), W], axis=1)  # (nx, 3 + M)
-        gl, gr = self._ghosts(prim)
+        gl, gr = self.ghost_states(prim)
         P = self._padded(prim, gl, gr)  # (nx + 4, 3 + M)
         d = np.diff(P, axis=0)
         slope = _limited_slope(d[:-1], d[1:], self.limiter)  # cells 1 … nx+2
@@ -373,8 +373,7 @@ class ReducedSolver:
             return (W + an * self.W_eq) / (1.0 + an)
         if self.source_scheme == "penalized":  # Filbet–Jin: explicit [R̂(W*) − β(W_eq − W*)], implicit β(W_eq − W)
             b = self.source_beta
-            R = np.asarray(self.source.rate(W), dtype=float)
-            self._check_source(W, R)
+            R = self.source_rate(W)
             return (W + an * (R - b * (self.W_eq - W)) + an * b * self.W_eq) / (1.0 + an * b)
         # linearly implicit Euler: W = W* + aν (I − aν J)⁻¹ R̂(W*)
         R, J = self.source.rate_jacobian(W)
@@ -386,6 +385,12 @@ class ReducedSolver:
         J[:, idx, idx] -= shift[:, None]
         A = np.eye(self.M)[None] - an[:, :, None] * J
         return W + an * np.linalg.solve(A, R[:, :, None])[:, :, 0]
+
+    def source_rate(self, W: NDArray) -> NDArray:
+        """R̂(W) (n, M) of the learned collision source at the moments W (n, M); non-finite values raise."""
+        R = np.asarray(self.source.rate(W), dtype=float)
+        self._check_source(W, R)
+        return R
 
     def _check_source(self, W: NDArray, *values: NDArray) -> None:
         """Raise if an output of the learned source (R̂, ∂R̂/∂W) at W is not finite (never clips)."""
@@ -431,10 +436,10 @@ class ReducedSolver:
         d = 1.0 - 1.0 / (2.0 * g)
         c = (1.0 - g) / g
         U0, W0 = self.U, self.W
-        dU0, dZ0 = self._rates(U0, W0)
+        dU0, dZ0 = self.transport_rates(U0, W0)
         U2, W2 = self._advance(U0, W0, dU0, dZ0, g * dt)
         W2 = self._relax(U2, W2, g * dt)
-        dU2, dZ2 = self._rates(U2, W2)
+        dU2, dZ2 = self.transport_rates(U2, W2)
         UA, WA = self._advance(U0, W0, dU0, dZ0, dt)
         UB, WB = self._advance(U2, W2, dU2, dZ2, dt * (1.0 - d) / c)
         U3, W3 = self._combine([(1.0 - c, UA, WA), (c, UB, WB)])

@@ -109,7 +109,7 @@ def batched_residual(solver: ReducedSolver, Y: NDArray, closure: Any = None) -> 
     prim = np.concatenate([np.stack([rho, u, T], axis=-1), Y[..., 3:]], axis=-1)
     blocks = []
     for b in range(B):
-        gl, gr = solver._ghosts(prim[b])
+        gl, gr = solver.ghost_states(prim[b])
         blocks.append(np.concatenate([np.stack([gl, gl]), prim[b], np.stack([gr, gr])]))
     big_prim = np.concatenate(blocks)  # (B (nx + 4), 3 + M)
     n_big = big_prim.shape[0]
@@ -117,7 +117,7 @@ def batched_residual(solver: ReducedSolver, Y: NDArray, closure: Any = None) -> 
     big = ReducedSolver(0.0, solver.dx * n_big, n_big, closure, solver.mu_ref, solver.omega, "reservoir",
                         solver.cfl, left=solver.left, right=solver.right, limiter=solver.limiter, flux=solver.flux)
     big.t = solver.t
-    dU, dZ = big._rates(conservative(big_prim[:, 0], big_prim[:, 1], big_prim[:, 2]), big_prim[:, 3:])
+    dU, dZ = big.transport_rates(conservative(big_prim[:, 0], big_prim[:, 1], big_prim[:, 2]), big_prim[:, 3:])
     real = (np.arange(B)[:, None] * (nx + 4) + 2 + np.arange(nx)).ravel()
     dU, dZ = dU[real], dZ[real]
     W = Y[..., 3:].reshape(-1, solver.M)
@@ -133,9 +133,7 @@ def batched_residual(solver: ReducedSolver, Y: NDArray, closure: Any = None) -> 
         if solver.source is None:
             dW = dW + nu * (solver.W_eq - W)
         else:
-            R = np.asarray(solver.source.rate(W), dtype=float)
-            solver._check_source(W, R)
-            dW = dW + nu * R
+            dW = dW + nu * solver.source_rate(W)
     return np.concatenate([dU, dW], axis=1).reshape(B, nx, nvar)
 
 

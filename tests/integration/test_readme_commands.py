@@ -1,6 +1,7 @@
 """Every ``kinclose-*`` command and every ``python scripts/<name>.py`` command of a Hydra script that the
-README shows (code blocks and inline code) composes its config with the overrides it lists: a renamed or
-removed config key breaks this test, not a reader's run. (The argparse scripts check their own arguments.)"""
+README or a page of ``docs/`` shows (code blocks and inline code) composes its config with the overrides it
+lists: a renamed or removed config key breaks this test, not a reader's run. (The argparse scripts check
+their own arguments.)"""
 
 import re
 import shlex
@@ -11,16 +12,16 @@ import pytest
 from hydra import compose, initialize_config_module
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # app name -> source file of its entry point, from pyproject.toml ("kinclose-shock" -> kinclose/apps/shock.py)
 APPS = {name.removeprefix("kinclose-"): ROOT / (target.split(":")[0].replace(".", "/") + ".py")
         for name, target in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"].items()}
 
 
 def readme_commands() -> list[str]:
-    """Command lines of the README that start a ``kinclose-*`` app (comments, ``pip install … &&`` dropped);
+    """Command lines of the README and ``docs/`` that start a ``kinclose-*`` app (comments, ``pip install … &&`` dropped);
     a value with alternatives (``model=nsf\\|euler`` in a table) gives one command per alternative."""
-    text = README.read_text()
+    text = "\n".join(page.read_text() for page in PAGES)
     lines = [ln for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL) for ln in block.splitlines()]
     lines += [" ".join(m.split()) for m in re.findall(r"`((?:kinclose-\w+|python scripts/\w+\.py)[^`]*)`", text)]
     out = []

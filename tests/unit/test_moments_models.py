@@ -288,3 +288,10 @@ def test_bad_datasets_stop_with_clear_messages(tmp_path, tiny_dataset):
         fh.write(b"\xff\xfe\xfd")
     with pytest.raises(DatasetError, match="sha256 differs from the manifest"):
         load_dataset(corrupt, grid)
+    for name, shards, message in [("empty", [], "lists no shards"),
+                                  ("entry", [{"file": "x.h5"}], r"lacks \['task_id'"),
+                                  ("twice", man["shards"][:1] * 2, "duplicate task ids")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({**man, "shards": shards}))
+        with pytest.raises(DatasetError, match=message):
+            load_dataset(tmp_path / name, grid)

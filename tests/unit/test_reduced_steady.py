@@ -70,7 +70,7 @@ def test_batched_residual_is_the_solver_rate(closure64, outflow):
     Y = y[None] * (1.0 + 1e-3 * np.random.default_rng(1).normal(size=(3,) + y.shape))
     R = batched_residual(sol, Y)
     for b in range(3):
-        dU, _ = sol._rates(Y[b, :, :3], Y[b, :, 3:])
+        dU, _ = sol.transport_rates(Y[b, :, :3], Y[b, :, 3:])
         np.testing.assert_allclose(R[b, :, :3], dU, rtol=0, atol=1e-12 * np.abs(dU).max())
         np.testing.assert_allclose(R[b], steady_residual(sol, Y[b, :, :3], Y[b, :, 3:]), rtol=0,
                                    atol=1e-12 * np.abs(R[b]).max())
@@ -188,7 +188,8 @@ def test_newton_reports_what_it_did_not_finish(closure64):
     kw = {"closure": "pretrained:mlc_small_shock2", "dx": 1.0, "x_min": -12.0, "x_max": 6.0, "levels": 1, "cfl": 0.9,
           "xi_max": 5.0, "steady": "newton", "limiter": "vanleer", "newton_max_iter": 2}
     p = reduced_shock(s, newton_fallback=False, **kw)
-    assert not p.metrics["converged"] and p.metrics["steps_per_level"] == [2]
+    assert not p.metrics["converged"] and p.metrics["newton_per_level"][0]["iterations"] == 2
+    assert p.metrics["steps_per_level"] == [0]  # no time step without the fallback
     assert p.metrics["newton_fallback_levels"] == []
 
 
@@ -204,6 +205,7 @@ def test_newton_falls_back_to_marching(caplog):
     assert m["converged"] and m["residual"] < 1e-5 and m["newton_fallback_levels"] == [0, 1]
     assert [d["iterations"] for d in m["newton_per_level"]] == [2, 2]
     assert all(d["march_steps"] > 0 for d in m["newton_per_level"])
+    assert m["steps_per_level"] == [d["march_steps"] for d in m["newton_per_level"]]
     assert "time-marching" in caplog.text
     ref = reduced_shock(s, **kw)  # Newton alone: the same steady state, up to the sub-cell shift of the centring
     assert ref.metrics["newton_fallback_levels"] == [] and ref.metrics["converged"]
