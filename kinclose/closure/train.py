@@ -325,6 +325,55 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
                               log_every_s=log_every_s, name=name)
 
 
+def member_workers(setting: Any, K: int, device: str, threads: int | None) -> int:
+    """Processes that fit the K members side by side: ``setting`` an int, or "auto" = as many as the CPU cores allow
+    at ``threads`` torch threads each (1 thread when unset), at most K; always 1 on a GPU."""
+    import os
+
+    if device != "cpu":
+        return 1
+    if str(setting) == "auto":
+        return max(1, min(K, (os.cpu_count() or 1) // max(1, int(threads or 1))))
+    n = int(setting)
+    if n < 1:
+        raise ValueError(f"stage.workers must be >= 1 or 'auto', got {setting!r}")
+    return min(n, K)
+
+
+def _fit_member_in_process(member: Any, train: dict, val: dict, threads: int, kwargs: dict) -> tuple[dict, dict]:
+    """Worker of :func:`fit_members`: fit one member in a spawned process; its state and history."""
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    torch.set_num_threads(threads)
+    hist = fit_member(member, train, val, **kwargs)
+    return member.state_dict(), hist
+
+
+def fit_members(members: list, train: dict, val: dict, jobs: list[dict], workers: int = 1,
+                threads: int | None = None) -> list[dict]:
+    """Fit every member (``fit_member`` with the keyword arguments ``jobs[i]``) and return their histories; with
+    ``workers`` > 1 that many spawned processes (CPU only; ``threads`` torch threads each, default 1) fit them side
+    by side, and the fitted weights are loaded back into ``members``. A member's fit depends only on its seed, so
+    the result is that of ``workers=1`` with the same thread count."""
+    if workers <= 1 or len(members) <= 1:
+        return [fit_member(m, train, val, **kw) for m, kw in zip(members, jobs, strict=True)]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    hists = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_fit_member_in_process, m, train, val, int(threads or 1), kw)
+                   for m, kw in zip(members, jobs, strict=True)]
+        for m, kw, fut in zip(members, jobs, futures, strict=True):
+            state, hist = fut.result()
+            m.load_state_dict(state)
+            hists.append(hist)
+            log.info("%s: best validation loss %.4e at epoch %d", kw.get("name", "member"), hist["best_val_loss"],
+                     hist["best_epoch"])
+    return hists
+
+
 # ====================================================================== evaluation
 def predict(ens: Any, t: ClosureTargets, device: str = "cpu", batch: int = 8192) -> dict[str, NDArray]:
     """Ensemble mean and variance of every output on the samples and frames of ``t``."""
@@ -624,13 +673,16 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     lin = LinearResponse.from_dict(st.get("linear_response") or {})
     lin_targets = lin.targets()
     w_eq_t = torch.as_tensor(w_eq, dtype=torch.float64, device=device)
-    hists = []
-    for i, mem in enumerate(ens.members if structure != "grad" else []):  # Grad's closure has nothing to fit
-        hists.append(fit_member(mem, dtr, dva, epochs=int(st.epochs), batch_size=int(st.batch_size), lr=float(st.lr),
-                                patience=int(st.patience), weights=weights, seed=seed * 1009 + i + 1,
-                                lr_final_factor=float(st.get("lr_final_factor", 0.05)),
-                                weight_decay=float(st.get("weight_decay", 0.0)), hyperbolicity=hyp, w_eq=w_eq_t,
-                                linear_response=(lin, lin_targets), name=f"member {i}"))
+    members = list(ens.members) if structure != "grad" else []  # Grad's closure has nothing to fit
+    jobs = [{"epochs": int(st.epochs), "batch_size": int(st.batch_size), "lr": float(st.lr),
+             "patience": int(st.patience), "weights": weights, "seed": seed * 1009 + i + 1,
+             "lr_final_factor": float(st.get("lr_final_factor", 0.05)),
+             "weight_decay": float(st.get("weight_decay", 0.0)), "hyperbolicity": hyp, "w_eq": w_eq_t,
+             "linear_response": (lin, lin_targets), "name": f"member {i}"} for i in range(len(members))]
+    workers = member_workers(st.get("workers", 1), len(members), device, cfg.get("threads"))
+    if workers > 1:
+        log.info("fitting %d members in %d processes", len(members), workers)
+    hists = fit_members(members, dtr, dva, jobs, workers, cfg.get("threads"))
     ens.to("cpu").eval()
     pred_va, pred_tr = predict(ens, va), predict(ens, tr)
     err_va, err_tr = errors(pred_va, va), errors(pred_tr, tr)

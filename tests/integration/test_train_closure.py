@@ -75,6 +75,28 @@ def test_training_reduces_the_validation_loss_and_writes_artefacts(trained) -> N
     assert on_disk["val"]["all"]["q_hat"]["rmse"] == m["val"]["all"]["q_hat"]["rmse"]
 
 
+def test_members_fitted_side_by_side_are_the_sequential_ones(trained, dataset: Path, tmp_path: Path) -> None:
+    """stage.workers=2 fits the members in two spawned processes: the same weights and histories as one process
+    at the same thread count (one torch thread)."""
+    from kinclose.closure.train import member_workers, train_closure
+
+    out, _ = trained
+    runs, states = {}, {}
+    for w in (1, 2):
+        cfg = compose("train", ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+                                *CLOSURE_ARGS, "stage.K=2", "stage.epochs=4", f"stage.workers={w}"])
+        runs[w] = train_closure(cfg, tmp_path / f"w{w}")
+        states[w] = torch.load(tmp_path / f"w{w}" / "closure.pt", weights_only=True)["state_dict"]
+    np.testing.assert_equal(*[[{k: v for k, v in h.items() if k != "wall_s"} for h in runs[w]["history"]]
+                              for w in (1, 2)])  # the loss curves, bit for bit (epoch 0 has no train loss: NaN)
+    assert states[1].keys() == states[2].keys()
+    assert all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+    assert member_workers("auto", 4, "cuda", None) == 1 and member_workers(8, 4, "cpu", None) == 4
+    assert member_workers("auto", 4, "cpu", os.cpu_count()) == 1
+    with pytest.raises(ValueError, match="stage.workers must be"):
+        member_workers(0, 4, "cpu", None)
+
+
 def test_hyperbolicity_penalty_in_the_closure_stage(trained, dataset: Path, tmp_path: Path) -> None:
     """The penalised stage runs from the config, records its options and the spectrum of the result, and
     leaves fewer non-hyperbolic validation states than the unpenalised run of the same data."""
