@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose import __version__
+from kinclose.data.schema import MANIFEST
 from kinclose.data.schema import SCHEMA_VERSION as DATA_SCHEMA_VERSION
 from kinclose.data.schema import ShardError, content_hash, sha256_file
 from kinclose.data.schema import read_manifest as read_checked_manifest
@@ -119,7 +120,7 @@ def read_manifest(root: str | Path) -> tuple[dict, str]:
     except ShardError as e:
         raise DatasetError(str(e)) from e
     if not man["shards"]:
-        raise DatasetError(f"{Path(root) / 'manifest.json'} lists no shards; the labeling produced no complete shard yet")
+        raise DatasetError(f"{Path(root) / MANIFEST} lists no shards; the labeling produced no complete shard yet")
     return man, content_hash(root, man["shards"])
 
 

@@ -3,6 +3,7 @@ points to a file of the repository, and every ``#anchor`` to a heading of its ta
 so that moving a section cannot leave a dead link behind."""
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def anchors(page: Path) -> set[str]:
+@cache
+def anchors(page: Path) -> frozenset[str]:
     """Anchors of the headings of a Markdown page (outside code blocks); repeated headings get ``-1``, ``-2``, …"""
     text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
     seen: dict[str, int] = {}
@@ -28,7 +30,7 @@ def anchors(page: Path) -> set[str]:
         n = seen.get(s, 0)
         out.add(s if n == 0 else f"{s}-{n}")
         seen[s] = n + 1
-    return out
+    return frozenset(out)
 
 
 def test_slug_follows_github() -> None:
