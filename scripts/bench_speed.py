@@ -164,6 +164,12 @@ def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, clo
     return row
 
 
+def _fallback(row: dict[str, Any]) -> str:
+    """The time steps a Newton row marched where Newton did not finish a level, for its table cell."""
+    n = row.get("fallback_cell_steps")
+    return f" + {n:,} cell·steps of fallback march" if n else ""
+
+
 def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     """One row per model variant on the steady shock, with its relative L2 errors (ρ, u, T, σ, q; centred
     profiles) against this run's DVM profile when the DVM is among ``shock_models``."""
@@ -179,9 +185,11 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
             p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
             wall = time.perf_counter() - t0
             m = p.metrics
-            cs = int(m["cell_steps"]) if m.get("cell_steps") else None  # NSF: an ODE solve; Newton: no steps
+            newton = m.get("steady_solver") == "newton"  # counted in residual evaluations (+ a fallback's steps)
+            cs = int(m["cell_steps"]) if m.get("cell_steps") and not newton else None  # NSF: an ODE solve
             rows.append(_row(name, label, wall, cs, cl, converged=m.get("converged"), nx=m.get("nx"),
-                             nv=m.get("nv"), cell_residual_evals=m.get("cell_residual_evals")))
+                             nv=m.get("nv"), cell_residual_evals=m.get("cell_residual_evals"),
+                             fallback_cell_steps=m.get("cell_steps") if newton else None))
             profiles[label] = center(p)
     if "dvm" in profiles:
         for r in rows:
@@ -252,7 +260,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     dvm = {r["problem"]: r["wall_s"] for r in rows if r["model"] == "dvm"}
     for r in rows:
         cs = (f"{r['cell_steps']:,}" if r["cell_steps"] else "— (ODE)" if r["model"] == "nsf"
-              else f"— ({r['cell_residual_evals']:,} cell·residuals)" if r.get("cell_residual_evals") else "—")
+              else f"— ({r['cell_residual_evals']:,} cell·residuals{_fallback(r)})" if r.get("cell_residual_evals")
+              else "—")
         us = f"{r['us_per_cell_step']:.2f}" if r["us_per_cell_step"] else "—"
         ratio = f"{r['wall_s'] / dvm[r['problem']]:.2f}" if r["problem"] in dvm else "—"
         share = f"{100 * r['inference_share']:.0f} %" if "inference_share" in r else "—"

@@ -473,7 +473,7 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from kinclose.closure.train import file_sha256, plot_learning_curves, w_range
+    from kinclose.closure.train import file_sha256, fit_members, member_workers, plot_learning_curves, w_range
     from kinclose.moments.train import DATA_SCHEMA_VERSION, load_checkpoint, resolve_device, split
 
     st = cfg.stage
@@ -505,12 +505,15 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     ens.set_statistics(source_statistics(W[itr], R[itr], w_eq))
     tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     tr, va = (tt(W[itr]), tt(R[itr])), (tt(W[iva]), tt(R[iva]))
-    hists = []
-    for i, mem in enumerate(ens.members):
-        hists.append(fit_source_member(mem, tr, va, epochs=int(st.epochs), batch_size=int(st.batch_size),
-                                       lr=float(st.lr), patience=int(st.patience), seed=seed * 1009 + i + 1,
-                                       lr_final_factor=float(st.get("lr_final_factor", 0.05)),
-                                       weight_decay=float(st.get("weight_decay", 0.0)), name=f"source member {i}"))
+    jobs = [{"epochs": int(st.epochs), "batch_size": int(st.batch_size), "lr": float(st.lr),
+             "patience": int(st.patience), "seed": seed * 1009 + i + 1,
+             "lr_final_factor": float(st.get("lr_final_factor", 0.05)),
+             "weight_decay": float(st.get("weight_decay", 0.0)), "name": f"source member {i}"}
+            for i in range(ens.K)]
+    workers = member_workers(st.get("workers", 1), ens.K, device, cfg.get("threads"))
+    if workers > 1:
+        log.info("fitting %d source members in %d processes", ens.K, workers)
+    hists = fit_members(list(ens.members), tr, va, jobs, workers, cfg.get("threads"), fit=fit_source_member)
     ens.eval()
     p_va, v_va = predict_source(ens, W[iva])
     p_tr, v_tr = predict_source(ens, W[itr])

@@ -340,30 +340,33 @@ def member_workers(setting: Any, K: int, device: str, threads: int | None) -> in
     return min(n, K)
 
 
-def _fit_member_in_process(member: Any, train: dict, val: dict, threads: int, kwargs: dict) -> tuple[dict, dict]:
+def _fit_member_in_process(fit: Callable, member: Any, train: Any, val: Any, threads: int,
+                           kwargs: dict) -> tuple[dict, dict]:
     """Worker of :func:`fit_members`: fit one member in a spawned process; its state and history."""
     import torch
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     torch.set_num_threads(threads)
-    hist = fit_member(member, train, val, **kwargs)
+    hist = fit(member, train, val, **kwargs)
     return member.state_dict(), hist
 
 
-def fit_members(members: list, train: dict, val: dict, jobs: list[dict], workers: int = 1,
-                threads: int | None = None) -> list[dict]:
-    """Fit every member (``fit_member`` with the keyword arguments ``jobs[i]``) and return their histories; with
+def fit_members(members: list, train: Any, val: Any, jobs: list[dict], workers: int = 1,
+                threads: int | None = None, fit: Callable | None = None) -> list[dict]:
+    """Fit every member (``fit(member, train, val, **jobs[i])``, by default :func:`fit_member`; another stage
+    passes its own module-level fit, e.g. ``source.fit_source_member``) and return their histories; with
     ``workers`` > 1 that many spawned processes (CPU only; ``threads`` torch threads each, default 1) fit them side
     by side, and the fitted weights are loaded back into ``members``. A member's fit depends only on its seed, so
     the result is that of ``workers=1`` with the same thread count."""
+    fit = fit_member if fit is None else fit
     if workers <= 1 or len(members) <= 1:
-        return [fit_member(m, train, val, **kw) for m, kw in zip(members, jobs, strict=True)]
+        return [fit(m, train, val, **kw) for m, kw in zip(members, jobs, strict=True)]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     hists = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_fit_member_in_process, m, train, val, int(threads or 1), kw)
+        futures = [pool.submit(_fit_member_in_process, fit, m, train, val, int(threads or 1), kw)
                    for m, kw in zip(members, jobs, strict=True)]
         for m, kw, fut in zip(members, jobs, futures, strict=True):
             state, hist = fut.result()

@@ -136,16 +136,16 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
     wall = time.perf_counter() - t0
     x = solver.x
     f = solver.fields_array()
+    marched = steady == "march" or bool(fallback_levels)  # time steps taken: their counts, else None
     metrics = {"nx": solver.nx, "dx": solver.dx, "cfl": cfl, "flux": flux, "outflow": outflow, "levels": levels,
-               "steps": solver.steps if steady == "march" else None,
+               "steps": solver.steps if marched else None,  # on the finest grid
                "steps_per_level": level_steps,  # time steps (with Newton: those of fallback marches, else 0)
                "residual": residual, "tol": tol,
                "converged": bool(residual < tol), "recentre_shifts": shifts, "drift_speed": drift,
                "solve_wall_s": wall, "steady_solver": steady, "limiter": limiter,
                "jacobian_closure": None if jacobian_closure is None else (
                    jacobian_closure if isinstance(jacobian_closure, str) else type(jacobian_closure).__name__),
-               "cell_steps": None if steady == "newton" else int(sum(nx_coarse * 2**i * n
-                                                                     for i, n in enumerate(level_steps))),
+               "cell_steps": int(sum(nx_coarse * 2**i * n for i, n in enumerate(level_steps))) if marched else None,
                "n_moments": cl.n_moments, "source": source_name(source),
                "source_scheme": None if src is None else source_scheme,
                "source_shifted_cells": solver.source_shifted_cells,

@@ -42,9 +42,21 @@ def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
     newton, march = rows["mlc newton (float64)"], rows["mlc (float32)"]
     assert newton["converged"] and march["converged"]
     assert newton["cell_steps"] is None and newton["cell_residual_evals"] > 0 and march["cell_steps"] > 0
+    assert newton["fallback_cell_steps"] is None  # Newton finished: no time step
     for r in (newton, march):
         assert set(r["errors_L2"]) == {"rho", "u", "T", "sigma", "q"}
         assert 0 < r["errors_L2"]["rho"] < 0.2  # a Mach 2 shock on a coarse grid, not a jump
     md = (tmp_path / "speed_table.md").read_text()
     assert "cell·residuals)" in md and "| shock M2 | mlc newton (float64) |" in md
     assert "Shock profiles against this run's DVM" in md
+
+
+def test_newton_row_names_its_fallback_march() -> None:
+    """A Newton row whose level was time-marched shows those steps next to its residual count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_speed", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod._fallback({"fallback_cell_steps": 12000}) == " + 12,000 cell·steps of fallback march"
+    assert mod._fallback({"fallback_cell_steps": None}) == "" and mod._fallback({}) == ""

@@ -100,6 +100,19 @@ def test_training_lowers_the_loss_and_writes_artefacts(trained) -> None:
     assert disk["beta"] == b and "val_bgk_baseline" in disk
 
 
+def test_source_members_fitted_side_by_side_are_the_sequential_ones(trained, tmp_path: Path) -> None:
+    """stage.workers=2 fits the source members in two spawned processes (closure.train.fit_members): the same
+    weights and loss curves, bit for bit, as the module's one-process run at one torch thread."""
+    root, out, met = trained
+    cfg = compose("train", ["stage=source", f"data.root={root}", f"moments_ckpt={out / 'moments' / 'moments.pt'}",
+                            *SOURCE_ARGS, "stage.workers=2"])
+    met2 = S.train_source(cfg, tmp_path / "w2")
+    np.testing.assert_equal(*[[{k: v for k, v in h.items() if k != "wall_s"} for h in m["history"]]
+                              for m in (met, met2)])
+    a, b = (torch.load(p / "source.pt", weights_only=True)["state_dict"] for p in (out / "src", tmp_path / "w2"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_round_trip(trained) -> None:
     _, out, met = trained
     path = out / "src" / "source.pt"

@@ -190,6 +190,7 @@ def test_newton_reports_what_it_did_not_finish(closure64):
     p = reduced_shock(s, newton_fallback=False, **kw)
     assert not p.metrics["converged"] and p.metrics["newton_per_level"][0]["iterations"] == 2
     assert p.metrics["steps_per_level"] == [0]  # no time step without the fallback
+    assert p.metrics["steps"] is None and p.metrics["cell_steps"] is None
     assert p.metrics["newton_fallback_levels"] == []
 
 
@@ -206,6 +207,8 @@ def test_newton_falls_back_to_marching(caplog):
     assert [d["iterations"] for d in m["newton_per_level"]] == [2, 2]
     assert all(d["march_steps"] > 0 for d in m["newton_per_level"])
     assert m["steps_per_level"] == [d["march_steps"] for d in m["newton_per_level"]]
+    assert m["steps"] == m["steps_per_level"][-1]  # the fallback's time steps are counted, as in a march
+    assert m["cell_steps"] == 24 * m["steps_per_level"][0] + 48 * m["steps_per_level"][1]
     assert "time-marching" in caplog.text
     ref = reduced_shock(s, **kw)  # Newton alone: the same steady state, up to the sub-cell shift of the centring
     assert ref.metrics["newton_fallback_levels"] == [] and ref.metrics["converged"]
