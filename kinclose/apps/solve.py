@@ -1,9 +1,11 @@
-"""``kinclose-solve``: one model on random initial data (``kinclose.data.initial``).
+"""``kinclose-solve``: one model on random initial data (``kinclose.data.initial``), against a reference.
 
-    kinclose-solve model=nsf ic.kind=jumps ic.seed=3 kn=0.01 t_end=0.1 nx=128
+    kinclose-solve model=mlc ic.kind=jumps ic.seed=3 kn=0.01 t_end=0.1 nx=128 compare=[nsf]
 
-Writes ``fields.csv`` (x, rho, u, T, sigma, q at t_end), ``metrics.json`` and ``fields.png``
-into the Hydra run directory. Units: R = 1, L = 1, ε = λ_ref/L (VHS).
+Writes ``fields.csv`` (x, rho, u, T, sigma, q at t_end of ``model``), ``fields_<name>.csv`` of the
+reference and of every model in ``compare``, ``metrics.json`` (with ``errors``: each model's relative L2
+errors of ρ, u, T, σ, q against ``reference``, normalized as in the Knudsen sweep) and ``fields.png`` (all
+models) into the Hydra run directory. Units: R = 1, L = 1, ε = λ_ref/L (VHS).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -25,43 +28,94 @@ from kinclose.problem import Problem
 log = logging.getLogger(__name__)
 
 
+MODELS = ("dvm", "nsf", "euler", "mlc", "hermmlc")
+
+
+def model_options(name: str) -> dict:
+    """The options of ``conf/solve/model/<name>.yaml`` (for the reference and the compared models)."""
+    from importlib.resources import files
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} in reference/compare; choose from {', '.join(MODELS)}")
+    cfg = OmegaConf.create(files("kinclose.conf.solve").joinpath("model", f"{name}.yaml").read_text())
+    return OmegaConf.to_container(cfg.options, resolve=True)
+
+
+def _csv(path: Path, f: Any) -> None:
+    cols = np.stack([f.x, f.rho, f.u, f.T, f.sigma, f.q], axis=1)
+    atomic_write_text(path, "x,rho,u,T,sigma,q\n" + "\n".join(",".join(f"{v:.12e}" for v in row) for row in cols) + "\n")
+
+
 def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Run ``cfg.model`` (and ``cfg.reference``, ``cfg.compare``) on the initial data of ``cfg.ic``; write the
+    module docstring's files into ``run_dir`` and return the metrics."""
+    from kinclose.bench.sweep import coarsen, errors
+
     run_dir = Path(run_dir)
     nx = int(cfg.nx)
+    name = str(cfg.model.name)
+    ref_name = None if cfg.get("reference") is None else str(cfg.reference)
+    refine = int(cfg.get("reference_refine", 1))
+    if refine < 1:
+        raise ValueError(f"reference_refine must be >= 1, got {refine}")
+    others = list(dict.fromkeys(str(m) for m in cfg.get("compare", []) if str(m) not in (name, ref_name)))
+    runs = {m: model_options(m) for m in ([ref_name] if ref_name not in (None, name) else []) + others}
     x = -0.5 + (np.arange(nx) + 0.5) / nx
     spec = sample_initial(np.random.default_rng(int(cfg.ic.seed)), ICRanges(), -0.5, 0.5, kind=str(cfg.ic.kind))
     rho, u, T, _ = evaluate(spec, x)
-    prob = Problem(-0.5, 0.5, rho, u, T, kn=float(cfg.kn), t_end=float(cfg.t_end), omega=float(cfg.omega))
-    t0 = time.perf_counter()
-    out = run_model(str(cfg.model.name), prob, **OmegaConf.to_container(cfg.model.options, resolve=True))
-    wall = time.perf_counter() - t0
-    cols = np.stack([out.x, out.rho, out.u, out.T, out.sigma, out.q], axis=1)
-    atomic_write_text(run_dir / "fields.csv", "x,rho,u,T,sigma,q\n" +
-                      "\n".join(",".join(f"{v:.12e}" for v in row) for row in cols) + "\n")
-    metrics = {"model": str(cfg.model.name), "kn": float(cfg.kn), "t_end": float(cfg.t_end), "nx": nx,
-               "ic": spec, "wall_s": wall, "stats": out.stats}
+
+    def run(model: str, options: dict, r: int = 1) -> tuple[Any, float]:
+        xr = -0.5 + (np.arange(nx * r) + 0.5) / (nx * r)
+        prob = Problem(-0.5, 0.5, *evaluate(spec, xr)[:3], kn=float(cfg.kn), t_end=float(cfg.t_end),
+                       omega=float(cfg.omega))
+        t0 = time.perf_counter()
+        f = run_model(model, prob, **options)
+        return (coarsen(f, r) if r > 1 else f), time.perf_counter() - t0
+
+    out, wall = run(name, OmegaConf.to_container(cfg.model.options, resolve=True))
+    fields, walls = {name: out}, {name: wall}
+    for m, opts in runs.items():
+        fields[m], walls[m] = run(m, opts, refine if m == ref_name else 1)
+        _csv(run_dir / f"fields_{m}.csv", fields[m])
+    _csv(run_dir / "fields.csv", out)
+    metrics = {"model": name, "kn": float(cfg.kn), "t_end": float(cfg.t_end), "nx": nx,
+               "ic": spec, "wall_s": wall, "stats": out.stats, "reference": ref_name,
+               "reference_refine": refine if ref_name is not None else None, "compare": others,
+               "wall_s_by_model": walls}
+    if ref_name is not None and ref_name != name:
+        metrics["errors"] = {m: errors(f, fields[ref_name]) for m, f in fields.items() if m != ref_name}
+        for m, e in metrics["errors"].items():
+            log.info("%s vs %s: relative L2 error rho %.2f%%, u %.2f%%, T %.2f%%, sigma %.2f%%, q %.2f%%", m,
+                     ref_name, *(100 * e[k] for k in ("rho", "u", "T", "sigma", "q")))
     atomic_write_json(run_dir / "metrics.json", metrics)
+    _plot(cfg, spec, x, (rho, u, T), fields, ref_name, run_dir / "fields.png")
+    log.info("%s done in %.2f s -> %s", name, wall, run_dir)
+    return metrics
+
+
+def _plot(cfg: DictConfig, spec: dict, x: Any, initial: tuple, fields: dict, ref_name: str | None,
+          path: Path) -> None:
     import matplotlib.pyplot as plt
 
     from kinclose.plotting import method_style, use_style
 
     use_style()
     fig, axes = plt.subplots(1, 5, figsize=(15, 3.0), sharex=True)
-    for ax, (name, init, val) in zip(axes, [("ρ", rho, out.rho), ("u", u, out.u), ("T", T, out.T),
-                                           ("σ", None, out.sigma), ("q", None, out.q)]):
-        if init is not None:
-            ax.plot(x, init, color="0.7", lw=1, label="t = 0")
-        ax.plot(out.x, val, **method_style(str(cfg.model.name)))
-        ax.set_title(name)
+    order = ([ref_name] if ref_name in fields else []) + [m for m in fields if m != ref_name]
+    for i, (ax, key, label) in enumerate(zip(axes, ("rho", "u", "T", "sigma", "q"), ("ρ", "u", "T", "σ", "q"))):
+        if i < 3:
+            ax.plot(x, initial[i], color="0.7", lw=1, label="t = 0")
+        for m in order:
+            ax.plot(fields[m].x, getattr(fields[m], key), **method_style(m))
+        ax.set_title(label)
         ax.set_xlabel("x / L")
-    axes[0].legend()
-    fig.suptitle(f"{cfg.model.name}: {spec['kind']} seed {cfg.ic.seed}, ε = {float(cfg.kn):g}, t = {float(cfg.t_end):g}",
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(f"{spec['kind']} seed {cfg.ic.seed}, ε = λ_ref/L = {float(cfg.kn):g}, t = {float(cfg.t_end):g}",
                  fontsize=9)
-    fig.tight_layout()
-    atomic_savefig(fig, run_dir / "fields.png")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    atomic_savefig(fig, path)
     plt.close(fig)
-    log.info("%s done in %.2f s -> %s", cfg.model.name, wall, run_dir)
-    return metrics
 
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf.solve", config_name="config")

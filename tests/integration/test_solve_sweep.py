@@ -25,8 +25,49 @@ def test_solve_cli(tmp_path, model):
     assert data.shape == (32, 6) and np.all(np.isfinite(data))
     assert np.all(data[:, 1] > 0) and np.all(data[:, 3] > 0)
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["model"] == model and m["nx"] == 32
+    assert m["model"] == model and m["nx"] == 32 and m["reference"] == "dvm"
     assert (tmp_path / "fields.png").exists()
+    if model == "dvm":  # the reference itself: nothing to score
+        assert "errors" not in m and not (tmp_path / "fields_dvm.csv").exists()
+    else:
+        assert set(m["errors"]) == {model} and all(0 < v < 0.5 for v in m["errors"][model].values())
+        assert np.loadtxt(tmp_path / "fields_dvm.csv", delimiter=",", skiprows=1).shape == (32, 6)
+
+
+def test_solve_scores_every_model_against_the_reference(tmp_path):
+    """model=mlc with compare=[nsf, euler] and a refined DVM reference: the errors in metrics.json are those of
+    the written fields (recomputed from the CSVs against fields_dvm.csv), and at ε = 1e-2 MLC and NSF carry the
+    normal stress that Euler lacks."""
+    from kinclose.apps.solve import solve
+    from kinclose.bench.sweep import errors
+    from kinclose.problem import Fields
+
+    with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=mlc", "nx=32", "t_end=0.02", "kn=0.01",
+                                                       "compare=[nsf,euler,mlc]", "reference_refine=2"])
+    m = solve(cfg, tmp_path)
+    assert m["compare"] == ["nsf", "euler"] and m["reference_refine"] == 2 and set(m["errors"]) == {"mlc", "nsf", "euler"}
+
+    def read(name):
+        a = np.loadtxt(tmp_path / name, delimiter=",", skiprows=1).T
+        return Fields(*a, t=0.02, stats={})
+
+    ref = read("fields_dvm.csv")
+    for model, name in (("mlc", "fields.csv"), ("nsf", "fields_nsf.csv"), ("euler", "fields_euler.csv")):
+        np.testing.assert_allclose(list(errors(read(name), ref).values()), list(m["errors"][model].values()),
+                                   rtol=1e-9)
+    e = m["errors"]
+    assert e["euler"]["sigma"] > 2 * max(e["mlc"]["sigma"], e["nsf"]["sigma"]), e
+
+
+def test_solve_rejects_an_unknown_compared_model(tmp_path):
+    from kinclose.apps.solve import solve
+
+    with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=nsf", "nx=16", "compare=[bgk]"])
+    with pytest.raises(ValueError, match="unknown model 'bgk' in reference/compare; choose from dvm, nsf"):
+        solve(cfg, tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before anything ran or was written
 
 
 @pytest.mark.skipif(EXE is None, reason="kinclose-solve not installed")
