@@ -510,7 +510,7 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
              "lr_final_factor": float(st.get("lr_final_factor", 0.05)),
              "weight_decay": float(st.get("weight_decay", 0.0)), "name": f"source member {i}"}
             for i in range(ens.K)]
-    workers = member_workers(st.get("workers", 1), ens.K, device, cfg.get("threads"))
+    workers = member_workers(st.get("workers", 1), ens.K, cfg.get("threads"))
     if workers > 1:
         log.info("fitting %d source members in %d processes", ens.K, workers)
     hists = fit_members(list(ens.members), tr, va, jobs, workers, cfg.get("threads"), fit=fit_source_member)

@@ -325,13 +325,12 @@ def fit_member(member: Any, train: dict, val: dict, *, epochs: int, batch_size: 
                               log_every_s=log_every_s, name=name)
 
 
-def member_workers(setting: Any, K: int, device: str, threads: int | None) -> int:
+def member_workers(setting: Any, K: int, threads: int | None) -> int:
     """Processes that fit the K members side by side: ``setting`` an int, or "auto" = as many as the CPU cores allow
-    at ``threads`` torch threads each (1 thread when unset), at most K; always 1 on a GPU."""
+    at ``threads`` torch threads each (1 thread when unset), at most K, on the CPU and on a GPU alike (there each
+    process drives the GPU with its own CUDA context: the small networks leave it idle between launches)."""
     import os
 
-    if device != "cpu":
-        return 1
     if str(setting) == "auto":
         return max(1, min(K, (os.cpu_count() or 1) // max(1, int(threads or 1))))
     n = int(setting)
@@ -340,37 +339,57 @@ def member_workers(setting: Any, K: int, device: str, threads: int | None) -> in
     return min(n, K)
 
 
-def _fit_member_in_process(fit: Callable, member: Any, train: Any, val: Any, threads: int,
-                           kwargs: dict) -> tuple[dict, dict]:
-    """Worker of :func:`fit_members`: fit one member in a spawned process; its state and history."""
+def _to(obj: Any, device: Any) -> Any:
+    """``obj`` with every torch tensor in it (nested dicts, lists, tuples) moved to ``device``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _fit_member_in_process(fit: Callable, member: Any, train: Any, val: Any, threads: int, kwargs: dict,
+                           device: str) -> tuple[dict, dict]:
+    """Worker of :func:`fit_members`: fit one member (sent on the CPU) on ``device`` in a spawned process; its state
+    (on the CPU) and history."""
     import torch
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     torch.set_num_threads(threads)
-    hist = fit(member, train, val, **kwargs)
-    return member.state_dict(), hist
+    member.to(device)
+    hist = fit(member, _to(train, device), _to(val, device), **_to(kwargs, device))
+    return _to(member.state_dict(), "cpu"), hist
 
 
 def fit_members(members: list, train: Any, val: Any, jobs: list[dict], workers: int = 1,
                 threads: int | None = None, fit: Callable | None = None) -> list[dict]:
     """Fit every member (``fit(member, train, val, **jobs[i])``, by default :func:`fit_member`; another stage
     passes its own module-level fit, e.g. ``source.fit_source_member``) and return their histories; with
-    ``workers`` > 1 that many spawned processes (CPU only; ``threads`` torch threads each, default 1) fit them side
-    by side, and the fitted weights are loaded back into ``members``. A member's fit depends only on its seed, so
-    the result is that of ``workers=1`` with the same thread count."""
+    ``workers`` > 1 that many spawned processes (``threads`` torch threads each, default 1) fit them side by side on
+    the device of the members, and the fitted weights are loaded back into ``members``. A member's fit depends only
+    on its seed, so the result is that of ``workers=1`` with the same thread count (on a GPU up to the order of
+    its floating-point reductions)."""
     fit = fit_member if fit is None else fit
     if workers <= 1 or len(members) <= 1:
         return [fit(m, train, val, **kw) for m, kw in zip(members, jobs, strict=True)]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    device = next(members[0].parameters()).device
+    train_cpu, val_cpu = _to(train, "cpu"), _to(val, "cpu")
     hists = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_fit_member_in_process, fit, m, train, val, int(threads or 1), kw)
+        futures = [pool.submit(_fit_member_in_process, fit, m.to("cpu"), train_cpu, val_cpu, int(threads or 1),
+                               _to(kw, "cpu"), str(device))
                    for m, kw in zip(members, jobs, strict=True)]
         for m, kw, fut in zip(members, jobs, futures, strict=True):
             state, hist = fut.result()
             m.load_state_dict(state)
+            m.to(device)
             hists.append(hist)
             log.info("%s: best validation loss %.4e at epoch %d", kw.get("name", "member"), hist["best_val_loss"],
                      hist["best_epoch"])
@@ -682,7 +701,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
              "lr_final_factor": float(st.get("lr_final_factor", 0.05)),
              "weight_decay": float(st.get("weight_decay", 0.0)), "hyperbolicity": hyp, "w_eq": w_eq_t,
              "linear_response": (lin, lin_targets), "name": f"member {i}"} for i in range(len(members))]
-    workers = member_workers(st.get("workers", 1), len(members), device, cfg.get("threads"))
+    workers = member_workers(st.get("workers", 1), len(members), cfg.get("threads"))
     if workers > 1:
         log.info("fitting %d members in %d processes", len(members), workers)
     hists = fit_members(members, dtr, dva, jobs, workers, cfg.get("threads"))

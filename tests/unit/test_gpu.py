@@ -76,6 +76,23 @@ def test_closure_stage_on_the_gpu_matches_the_cpu(runs) -> None:
         np.testing.assert_allclose(gpu["val"]["all"][key]["rmse"], cpu["val"]["all"][key]["rmse"], rtol=1e-5)
 
 
+def test_closure_members_fitted_side_by_side_on_the_gpu(runs, dataset: Path, tmp_path: Path) -> None:
+    """stage.workers=2 on CUDA: two spawned processes share the GPU and give the one-process run's members (to the
+    order of the GPU's reductions), loaded back onto the GPU."""
+    from kinclose.closure.train import train_closure
+
+    d, _, one = runs["cuda"]
+    two = train_closure(compose("train", ["stage=closure", f"data.root={dataset}", "device=cuda", "stage.workers=2",
+                                          f"moments_ckpt={d / 'moments' / 'moments.pt'}", *CLOSURE_ARGS]), tmp_path)
+    assert two["device"] == "cuda"
+    np.testing.assert_allclose(two["best_val_loss"], one["best_val_loss"], rtol=1e-9)
+    a = torch.load(d / "closure" / "closure.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "closure.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(b[k].numpy(), a[k].numpy(), rtol=1e-7, atol=1e-10, err_msg=k)
+
+
 def test_gpu_checkpoints_load_on_the_cpu(runs) -> None:
     from kinclose.closure.learned import LearnedClosure
     from kinclose.moments.train import load_checkpoint
