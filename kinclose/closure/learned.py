@@ -85,11 +85,12 @@ class LearnedClosure:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, xi_max: float | None = None, **kwargs: Any) -> "LearnedClosure":
-        """Load ``closure.pt`` (weights_only=True); ``xi_max`` defaults to the bound stored in the checkpoint
-        (``stage.xi_max`` of its training; 4.0 if it has none)."""
+        """Load ``closure.pt`` (weights_only=True) or a shipped ``pretrained:<name>``; ``xi_max`` defaults to the
+        bound stored in the checkpoint (``stage.xi_max`` of its training; 4.0 if it has none)."""
         from kinclose.closure.train import load_closure_checkpoint
+        from kinclose.pretrained import resolve
 
-        ens, meta = load_closure_checkpoint(path)
+        ens, meta = load_closure_checkpoint(resolve(path))
         return cls(ens, meta, float(meta.get("xi_max") or 4.0) if xi_max is None else float(xi_max), **kwargs)
 
     # ----------------------------------------------------------------- protocol

@@ -432,7 +432,10 @@ class LearnedSource:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "LearnedSource":
-        ens, meta = load_source_checkpoint(path)
+        """Load ``source.pt`` (weights_only=True) or the one shipped beside ``pretrained:<name>``."""
+        from kinclose.pretrained import resolve_source
+
+        ens, meta = load_source_checkpoint(resolve_source(path))
         return cls(ens, meta)
 
     def rate(self, W: NDArray) -> NDArray:

@@ -21,3 +21,15 @@ def test_shipped_closure_runs_and_conserves(name, smooth_wave_run):
 def test_unknown_pretrained_name():
     with pytest.raises(FileNotFoundError, match="available"):
         resolve("pretrained:nope")
+
+
+def test_python_api_loads_shipped_names() -> None:
+    """LearnedClosure / LearnedSource.from_checkpoint take ``pretrained:<name>`` like the apps do."""
+    from kinclose.closure.learned import LearnedClosure
+    from kinclose.closure.source import LearnedSource
+
+    cl = LearnedClosure.from_checkpoint("pretrained:mlc_small_shock2")
+    assert cl.equilibrium().shape == (cl.n_moments,)
+    assert isinstance(LearnedSource.from_checkpoint("pretrained:mlc_boltzmann"), LearnedSource)
+    with pytest.raises(FileNotFoundError, match="no shipped closure 'nope'"):
+        LearnedClosure.from_checkpoint("pretrained:nope")

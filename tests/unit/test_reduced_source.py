@@ -211,7 +211,8 @@ def test_kinclose_solve_with_a_source_checkpoint(closure, tmp_path) -> None:
     path = save_source_checkpoint(tmp_path / "source.pt", src.ensemble,
                                   {"data_schema_version": DATA_SCHEMA_VERSION, "beta": src.meta["beta"]})
     with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=mlc", f"model.options.source={path}", "nx=16",
+        cfg = compose(config_name="config", overrides=["model=mlc", "model.options.closure=pretrained:mlc_small",
+                                                       f"model.options.source={path}", "reference=null", "nx=16",
                                                        "t_end=0.005", "kn=0.01", "model.options.source_beta_safety=2"])
         default = compose(config_name="config", overrides=["model=mlc"])
     assert default.model.options.source is None
