@@ -80,9 +80,9 @@ def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
     _csv(run_dir / "fields.csv", out)
     metrics = {"model": name, "kn": float(cfg.kn), "t_end": float(cfg.t_end), "nx": nx,
                "ic": spec, "wall_s": wall, "stats": out.stats, "reference": ref_name,
-               "reference_refine": refine if ref_name is not None else None, "compare": others,
-               "wall_s_by_model": walls}
-    if ref_name is not None and ref_name != name:
+               "reference_refine": None if ref_name is None else refine if ref_name != name else 1,
+               "compare": others, "wall_s_by_model": walls}
+    if ref_name is not None and len(fields) > 1:
         metrics["errors"] = {m: errors(f, fields[ref_name]) for m, f in fields.items() if m != ref_name}
         for m, e in metrics["errors"].items():
             log.info("%s vs %s: relative L2 error rho %.2f%%, u %.2f%%, T %.2f%%, sigma %.2f%%, q %.2f%%", m,

@@ -60,6 +60,18 @@ def test_solve_scores_every_model_against_the_reference(tmp_path):
     assert e["euler"]["sigma"] > 2 * max(e["mlc"]["sigma"], e["nsf"]["sigma"]), e
 
 
+def test_solve_scores_compared_models_against_the_solved_reference(tmp_path):
+    """model=dvm is its own reference: the compared model is scored against it."""
+    from kinclose.apps.solve import solve
+
+    with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=dvm", "nx=16", "t_end=0.01", "compare=[euler]",
+                                                       "reference_refine=4"])
+    m = solve(cfg, tmp_path)
+    assert m["reference"] == "dvm" and m["reference_refine"] == 1 and set(m["errors"]) == {"euler"}
+    assert (tmp_path / "fields_euler.csv").exists() and not (tmp_path / "fields_dvm.csv").exists()
+
+
 def test_solve_rejects_an_unknown_compared_model(tmp_path):
     from kinclose.apps.solve import solve
 
