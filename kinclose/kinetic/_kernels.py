@@ -133,8 +133,8 @@ def _gaussian_row(v, dv, u, sT, coef, G):
 
     With d = Δv/√T ≤ GAUSS_MAX_STEP, G_{j+1} = G_j r_j and r_{j+1} = r_j e^{−d²}, r_j = e^{−(ξ_j d + d²/2)}:
     two exp per GAUSS_BLOCK nodes (each block restarts from the exact value) instead of one per node; relative
-    difference from the direct formula ≲ GAUSS_BLOCK² ulp (a block that starts where G underflows, |ξ| > 38, is
-    set to 0: its values are < 1e-200). Coarser rows (d > GAUSS_MAX_STEP) take the direct formula.
+    difference from the direct formula ≲ GAUSS_BLOCK² ulp. Coarser rows (d > GAUSS_MAX_STEP) and blocks that start
+    where exp underflows (|ξ| > 38) take the direct formula, so G is positive wherever exp is.
     """
     nv = v.size
     d = dv / sT
@@ -147,9 +147,10 @@ def _gaussian_row(v, dv, u, sT, coef, G):
     for j0 in range(0, nv, GAUSS_BLOCK):
         xi = (v[j0] - u) / sT
         g = coef * math.exp(-0.5 * xi * xi)
-        if g == 0.0:  # |ξ| > 38: the whole block is below 1e-200 (and r might overflow)
+        if g == 0.0:  # the block starts where exp underflows (|ξ| > 38; r might overflow): direct formula
             for j in range(j0, min(j0 + GAUSS_BLOCK, nv)):
-                G[j] = 0.0
+                xi = (v[j] - u) / sT
+                G[j] = coef * math.exp(-0.5 * xi * xi)
             continue
         r = math.exp(-(xi * d + 0.5 * d * d))
         for j in range(j0, min(j0 + GAUSS_BLOCK, nv)):

@@ -58,13 +58,14 @@ def test_limiters_are_tvd_bounded():
         assert np.all(np.abs(s) <= 2 * np.minimum(np.abs(a), np.abs(b)) + 1e-15)
 
 
-@pytest.mark.parametrize("T", [1e-4, 0.05, 1.0, 30.0])
+@pytest.mark.parametrize("T", [1e-4, 0.05, 0.12, 1.0, 30.0])
 @pytest.mark.parametrize("u", [-7.0, 0.0, 0.37, 9.0])
 def test_gaussian_recurrence_is_the_exponential(u, T):
     """The Maxwellian's Gaussian by the blocked recurrence (two exp per 16 nodes) equals coef exp(−a), a = ξ²/2,
     node by node to the rounding of the recurrence (16² ulp) plus that of the exponent itself (a few ulp of a,
-    relative error ~ a ulp in exp(−a)), where it is above 1e-200; within 1e-200 below; never NaN. Coarse rows
-    (Δv > √T/2, here T = 1e-4) take the direct formula. u = ±7, 9 put the peak at or beyond the ends of the grid."""
+    relative error ~ a ulp in exp(−a)), where it is above 1e-200; within 1e-200 below; positive wherever exp(−a) is;
+    never NaN. Coarse rows (Δv > √T/2, here T = 1e-4) take the direct formula. u = ±7, 9 put the peak at or beyond
+    the ends of the grid; T = 0.12 with u = 9 or −7 has blocks that start in exp's underflow."""
     from kinclose.kinetic._kernels import GAUSS_BLOCK, _gaussian_row
 
     grid = VelocityGrid(-8.0, 8.0, 101)
@@ -79,3 +80,4 @@ def test_gaussian_recurrence_is_the_exponential(u, T):
     bound = 2.3e-16 * (GAUSS_BLOCK**2 + 4 * a[big])
     assert np.all(np.abs(G[big] - exact[big]) <= bound * exact[big]), np.max(np.abs(G[big] / exact[big] - 1) / bound)
     assert np.all(np.abs(G[~big] - exact[~big]) <= 1e-200)
+    assert np.all((G > 0) == (exact > 0))
