@@ -124,6 +124,8 @@ def profile_metrics(profile: ShockProfile) -> dict[str, Any]:
 
 
 def write_csv(path: str | Path, profile: ShockProfile) -> Path:
+    """Write ``profiles.csv`` (x, rho, u, T, sigma, q), atomically; ``profile`` is any object with arrays ``x`` and
+    FIELDS (a :class:`ShockProfile`, or the :class:`~kinclose.problem.Fields` of a time-dependent run)."""
     cols = np.stack([profile.x] + [getattr(profile, k) for k in FIELDS], axis=1)
     lines = ["x,rho,u,T,sigma,q"] + [",".join(f"{v:.12e}" for v in row) for row in cols]
     return atomic_write_text(path, "\n".join(lines) + "\n")

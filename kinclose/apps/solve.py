@@ -21,9 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.data.initial import ICRanges, evaluate, sample_initial
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json
 from kinclose.models import run_model
 from kinclose.problem import Problem
+from kinclose.shockprofile import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,6 @@ def model_options(name: str) -> dict:
         raise ValueError(f"unknown model {name!r} in reference/compare; choose from {', '.join(MODELS)}")
     cfg = OmegaConf.create(files("kinclose.conf.solve").joinpath("model", f"{name}.yaml").read_text())
     return OmegaConf.to_container(cfg.options, resolve=True)
-
-
-def _csv(path: Path, f: Any) -> None:
-    cols = np.stack([f.x, f.rho, f.u, f.T, f.sigma, f.q], axis=1)
-    atomic_write_text(path, "x,rho,u,T,sigma,q\n" + "\n".join(",".join(f"{v:.12e}" for v in row) for row in cols) + "\n")
 
 
 def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -76,8 +72,8 @@ def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
     fields, walls = {name: out}, {name: wall}
     for m, opts in runs.items():
         fields[m], walls[m] = run(m, opts, refine if m == ref_name else 1)
-        _csv(run_dir / f"fields_{m}.csv", fields[m])
-    _csv(run_dir / "fields.csv", out)
+        write_csv(run_dir / f"fields_{m}.csv", fields[m])
+    write_csv(run_dir / "fields.csv", out)
     metrics = {"model": name, "kn": float(cfg.kn), "t_end": float(cfg.t_end), "nx": nx,
                "ic": spec, "wall_s": wall, "stats": out.stats, "reference": ref_name,
                "reference_refine": None if ref_name is None else refine if ref_name != name else 1,
