@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hydra
@@ -151,8 +152,9 @@ def _extra_closures(cfg: DictConfig, model: str) -> dict[str, str]:
     return out
 
 
-def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: TimedClosure | None,
+def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: Any,
          **extra: Any) -> dict[str, Any]:
+    """A table row; ``closure``: the run's inference time and calls (``seconds``, ``calls``) or None."""
     row = {"problem": problem_name, "model": model, "wall_s": wall, "cell_steps": cell_steps,
            "us_per_cell_step": 1e6 * wall / cell_steps if cell_steps else None, **extra}
     if closure is not None:
@@ -172,24 +174,36 @@ def _fallback(row: dict[str, Any]) -> str:
 
 def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     """One row per model variant on the steady shock, with its relative L2 errors (ρ, u, T, σ, q; centred
-    profiles) against this run's DVM profile when the DVM is among ``shock_models``."""
+    profiles) against this run's DVM profile when the DVM is among ``shock_models``. Each variant runs
+    ``shock_repeats`` times in a row; the row is the median run (the lower middle one for an even count: wall,
+    inference time, profile), ``walls_s`` every wall."""
     states = rankine_hugoniot(float(cfg.mach))
     name = f"shock M{float(cfg.mach):g}"
+    repeats = int(cfg.get("shock_repeats", 1))
+    if repeats < 1:
+        raise ValueError(f"shock_repeats must be >= 1, got {repeats}")
     rows, profiles = [], {}
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
         extra = _extra_closures(cfg, model)
         march = dict(opts, **OmegaConf.to_container(cfg.march_options, resolve=True)) if model in REDUCED else opts
         for label, o, cl in _variants(model, march, cfg.inference, extra) + _newton_variants(model, opts, cfg, extra):
-            t0 = time.perf_counter()
-            p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
-            wall = time.perf_counter() - t0
+            runs = []  # (wall, inference s, closure calls, profile) per repeat
+            for _ in range(repeats):
+                if cl is not None:
+                    cl.reset()
+                t0 = time.perf_counter()
+                p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
+                runs.append((time.perf_counter() - t0, cl and cl.seconds, cl and cl.calls, p))
+            wall, seconds, calls, p = sorted(runs, key=lambda r: r[0])[(repeats - 1) // 2]  # the median run
+            timing = None if cl is None else SimpleNamespace(seconds=seconds, calls=calls)
             m = p.metrics
             newton = m.get("steady_solver") == "newton"  # counted in residual evaluations (+ a fallback's steps)
             cs = int(m["cell_steps"]) if m.get("cell_steps") and not newton else None  # NSF: an ODE solve
-            rows.append(_row(name, label, wall, cs, cl, converged=m.get("converged"), nx=m.get("nx"),
+            rows.append(_row(name, label, wall, cs, timing, converged=m.get("converged"), nx=m.get("nx"),
                              nv=m.get("nv"), cell_residual_evals=m.get("cell_residual_evals"),
-                             fallback_cell_steps=m.get("cell_steps") if newton else None))
+                             fallback_cell_steps=m.get("cell_steps") if newton else None,
+                             walls_s=[r[0] for r in runs]))
             profiles[label] = center(p)
     if "dvm" in profiles:
         for r in rows:
@@ -250,7 +264,9 @@ def scaling_rows(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [f"Speed table: {meta['cores']} CPU cores, one run ({meta['date']}). Cost = wall / (cells × steps), "
+    repeats = meta.get("shock_repeats", 1)
+    runs = "one run" if repeats == 1 else f"one run; shock rows: the median of {repeats} runs in a row"
+    lines = [f"Speed table: {meta['cores']} CPU cores, {runs} ({meta['date']}). Cost = wall / (cells × steps), "
              "summed over grid levels (a DVM cell carries nv velocity nodes); ratio = model wall / DVM wall on the same problem; inference share = "
              "time inside the closure networks / wall. Shock: x in λ1, steady state to the drift-corrected "
              "residual tol (\"newton\": the implicit steady solver, counted in residual evaluations on all cells, "
@@ -293,7 +309,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="bench_speed")
 def main(cfg: DictConfig) -> None:
     rows = sweep_rows(cfg) + shock_rows(cfg) + scaling_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
-    meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "shock_repeats": int(cfg.shock_repeats)}
     out = Path(cfg.out_dir)
     atomic_write_json(out / "speed_table.json", {"rows": rows, **meta,
                                                  "config": OmegaConf.to_container(cfg, resolve=True)})

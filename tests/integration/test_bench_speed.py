@@ -27,13 +27,13 @@ def test_bench_speed_tiny(tmp_path: Path) -> None:
 
 
 def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
-    """A coarse Mach 2 shock: DVM, MLC time-marched and MLC by the implicit steady solver, with the errors
-    of each profile against this run's DVM."""
+    """A coarse Mach 2 shock: DVM, MLC time-marched and MLC by the implicit steady solver (three runs each, the
+    median run shown), with the errors of each profile against this run's DVM."""
     mlc = "{x_min: -12.0, x_max: 6.0, dx: 0.5, levels: 1}"
     dvm = "{x_min: -12.0, x_max: 6.0, dx: 0.25, levels: 1, nv: 48}"
     args = ["mach=2.0", "shock_models=[dvm,mlc]", "sweep_kns=[0.1]", "sweep_nx=16", "sweep_t_end=0.005",
             "inference=[float32]", "scaling_nx=[]", f"+overrides.mlc={mlc}", f"+overrides.dvm={dvm}",
-            f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+            "shock_repeats=3", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
     run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = {r["model"]: r for r in json.loads((tmp_path / "speed_table.json").read_text())["rows"]
@@ -43,12 +43,15 @@ def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
     assert newton["converged"] and march["converged"]
     assert newton["cell_steps"] is None and newton["cell_residual_evals"] > 0 and march["cell_steps"] > 0
     assert newton["fallback_cell_steps"] is None  # Newton finished: no time step
+    for r in rows.values():  # three runs each; the row is the median one
+        assert len(r["walls_s"]) == 3 and r["wall_s"] == sorted(r["walls_s"])[1]
+    assert 0 < newton["inference_s"] < newton["wall_s"]
     for r in (newton, march):
         assert set(r["errors_L2"]) == {"rho", "u", "T", "sigma", "q"}
         assert 0 < r["errors_L2"]["rho"] < 0.2  # a Mach 2 shock on a coarse grid, not a jump
     md = (tmp_path / "speed_table.md").read_text()
     assert "cell·residuals)" in md and "| shock M2 | mlc newton (float64) |" in md
-    assert "Shock profiles against this run's DVM" in md
+    assert "Shock profiles against this run's DVM" in md and "the median of 3 runs in a row" in md
 
 
 def test_newton_row_names_its_fallback_march() -> None:

@@ -81,6 +81,47 @@ def test_batched_residual_is_the_solver_rate(closure64, outflow):
     assert np.abs(steady_residual(flat, flat.U, flat.W)).max() < 1e-9
 
 
+class _CountingClosure:
+    """A closure that counts the rows it evaluates (everything else forwarded)."""
+
+    def __init__(self, inner):
+        self.inner, self.rows = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def stress_heat(self, W, cells=None):
+        self.rows += W.shape[0]
+        return self.inner.stress_heat(W, cells)
+
+    def frame(self, W, delta, tau, cells=None):
+        self.rows += W.shape[0]
+        return self.inner.frame(W, delta, tau, cells)
+
+
+@pytest.mark.parametrize("outflow", ["reservoir", "characteristic"])
+def test_jacobian_batch_reuses_the_rows_of_the_unperturbed_grid(closure64, outflow):
+    """``reuse_last``: states that differ from the last one in a few cells (a Jacobian's columns, boundary cells
+    included) give the residual of evaluating every row, while the closure sees under half the rows."""
+    sol = _shock_solver(closure64, outflow=outflow)
+    y = np.concatenate([sol.U, sol.W], axis=1)
+    nx, nvar = y.shape
+    Y = np.repeat(y[None], 2 * nvar + 2, axis=0)
+    for k in range(nvar):  # every variable of cells 0, 5, 10, ... and of cells 3, 8, ..., nx - 1
+        Y[k, 0::5, k] *= 1.0 + 1e-7
+        Y[nvar + k, 3::5, k] *= 1.0 - 1e-7
+    Y[-2, nx // 2, 3:] += 1e-3  # W of one cell only
+    counted = _CountingClosure(closure64)
+    R = batched_residual(sol, Y, counted)
+    full_rows = counted.rows
+    counted.rows = 0
+    R_reuse = batched_residual(sol, Y, counted, reuse_last=True)
+    assert counted.rows < 0.5 * full_rows, (counted.rows, full_rows)
+    np.testing.assert_allclose(R_reuse, R, rtol=0, atol=1e-13 * np.abs(R).max())
+    np.testing.assert_allclose(batched_residual(sol, Y[-1:], counted, reuse_last=True), R[-1:], rtol=0,
+                               atol=1e-13 * np.abs(R).max())  # one grid: nothing to reuse
+
+
 def test_residual_with_a_bgk_source_object_is_the_built_in_one(closure64):
     """The learned-source path of the residual (ν R̂(W)) with R̂ = W_eq − W equals the built-in BGK source."""
     sol = _shock_solver(closure64)
