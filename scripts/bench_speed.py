@@ -6,6 +6,7 @@ network inference, for the fused float32 inference and the torch reference path.
     python scripts/bench_speed.py distilled.mlc=PATH/closure.pt   # adds "mlc distilled (float32)" rows
     python scripts/bench_speed.py +extra_closures.mlc.exact=PATH/closure.pt   # adds "mlc exact (float32)" rows
     python scripts/bench_speed.py newton_options=null   # without the "mlc newton (float64)" shock rows
+    python scripts/bench_speed.py shock_repeats=3       # each shock row run 3 times, the median run shown
 
 Problems: the Mach ``mach`` BGK normal shock to the steady state (each model's ``conf/model`` options;
 NSF is an ODE solve, so it has no cell·steps; the reduced models' shock is time-marched with
@@ -179,9 +180,7 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
     inference time, profile), ``walls_s`` every wall."""
     states = rankine_hugoniot(float(cfg.mach))
     name = f"shock M{float(cfg.mach):g}"
-    repeats = int(cfg.get("shock_repeats", 1))
-    if repeats < 1:
-        raise ValueError(f"shock_repeats must be >= 1, got {repeats}")
+    repeats = int(cfg.shock_repeats)
     rows, profiles = [], {}
     for model in cfg.shock_models:
         opts = model_options(cfg, model)
@@ -308,6 +307,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="bench_speed")
 def main(cfg: DictConfig) -> None:
+    if int(cfg.shock_repeats) < 1:
+        raise ValueError(f"shock_repeats must be >= 1, got {cfg.shock_repeats}")
     rows = sweep_rows(cfg) + shock_rows(cfg) + scaling_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
     meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "shock_repeats": int(cfg.shock_repeats)}
     out = Path(cfg.out_dir)

@@ -63,3 +63,11 @@ def test_newton_row_names_its_fallback_march() -> None:
     spec.loader.exec_module(mod)
     assert mod._fallback({"fallback_cell_steps": 12000}) == " + 12,000 cell·steps of fallback march"
     assert mod._fallback({"fallback_cell_steps": None}) == "" and mod._fallback({}) == ""
+
+
+def test_bench_speed_refuses_zero_repeats(tmp_path: Path) -> None:
+    """``shock_repeats=0`` stops before any problem runs, with a message, and writes nothing."""
+    args = ["shock_repeats=0", f"out_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode != 0 and "shock_repeats must be >= 1" in run.stderr, run.stderr[-2000:]
+    assert not (tmp_path / "speed_table.json").exists()
