@@ -20,7 +20,9 @@ as ‖R_old‖/‖R_new‖ (factor 0.5 … 10, switched evolution relaxation). J
 with the cells 5-coloured (R_j depends on cells j−2 … j+2): 5 (3 + M) residual evaluations in one batch, in
 which a closure row whose inputs equal the unperturbed grid's is not evaluated again (about 40 % of the rows
 are evaluated; the same J bit for bit). J is reused
-while a step reduces ‖R‖ by at least the factor ``refresh``; a step that raises ‖R‖ by more than 1.5
+while a step reduces ‖R‖ by at least the factor ``refresh``, or does what J's linear model predicts (the
+ratio ‖F_new‖/‖F‖ within 0.1 of ‖D δ‖/‖F‖, D = diag(a_j/(c Δx)): slow because c is small, not because J is
+stale); a step that raises ‖R‖ by more than 1.5
 (or loses positivity) is rejected: with a stale J, J is recomputed, with a fresh one c is cut by 0.3.
 
 The residual must be differentiable: the MC and minmod limiters switch between branches and make
@@ -51,6 +53,7 @@ from kinclose.physics import (
 from kinclose.reduced.solver import ReducedSolver
 
 FRAME_STEP = 1e-3
+STALE_MARGIN = 0.1  # J counts as stale when a step's ‖F‖ ratio exceeds its linear prediction by more than this
 CFL_MIN = 1e-3  # below this pseudo-CFL the iteration counts as stalled
 N_COLOURS = 5
 
@@ -291,7 +294,8 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
             if lu is None:
                 _, u, T = primitive(y[:, :3])
                 a = np.abs(u) + solver.closure.xi_max * np.sqrt(T)
-                A = sp.bmat([[sp.diags(np.repeat(a / (cfl * dx), nvar)) - J, -Dy.reshape(-1, 1)],
+                D = np.repeat(a / (cfl * dx), nvar)
+                A = sp.bmat([[sp.diags(D) - J, -Dy.reshape(-1, 1)],
                              [sp.csr_matrix(phase), None]])
                 lu = spla.splu(A.tocsc(), permc_spec="NATURAL")  # banded + border: half COLAMD's fill and time
                 lu_cfl = cfl
@@ -300,6 +304,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
             iterations += 1
             y_new, shift_new = y + d[:-1].reshape(y.shape), shift + float(d[-1])
             ratio = math.inf
+            predicted = float(np.linalg.norm(D * d[:-1])) / norm  # ‖F + J δy + ∂y/∂x δs‖ / ‖F‖ = ‖D δy‖ / ‖F‖
             rho_n, _, T_n = primitive(y_new[:, :3])
             if np.all(rho_n > 0) and np.all(T_n > 0) and np.all(np.isfinite(y_new)):
                 try:
@@ -323,7 +328,7 @@ def newton_steady(solver: ReducedSolver, tol: float, scale: float, *, cfl0: floa
             cfl = min(cfl_max, cfl * min(10.0, max(0.5, 1.0 / max(ratio, 1e-300))))
             if cfl < CFL_MIN:  # stalled: report it (converged False) instead of creeping on
                 break
-            if ratio > refresh:
+            if ratio > refresh and ratio > predicted + STALE_MARGIN:  # slow, and not because c is small
                 J = None
             elif not 0.5 < cfl / lu_cfl < 2.0:
                 lu = None

@@ -162,6 +162,17 @@ def test_newton_keeps_the_marched_steady_state(closure64):
     assert change.max() < 1e-5, change
 
 
+def test_jacobian_kept_while_its_linear_model_predicts_the_steps(closure64):
+    """At a small fixed pseudo-CFL every step reduces ‖F‖ slowly (ratio above ``refresh``) but as J's linear model
+    predicts: J is not recomputed (the rule before recomputed it 4 times in 8 steps), and ‖F‖ still falls."""
+    s = rankine_hugoniot(3.0)
+    sol = _shock_solver(closure64)
+    F0 = np.abs(steady_residual(sol, sol.U, sol.W)[:, 0]).max() / (s.rho1 * s.u1)
+    info = newton_steady(sol, 1e-12, s.rho1 * s.u1, cfl0=1.0, cfl_max=1.0, max_iter=8)
+    assert info["iterations"] == 8 and info["jacobians"] == 1, info
+    assert info["residual"] < 0.5 * F0, (info, F0)
+
+
 def test_reduced_shock_newton_option():
     """``reduced_shock(steady="newton")``: converged on both levels, fewer cell·residual evaluations than the
     marching's cell·steps, the RH state downstream, and the marching's profile (both smooth van Leer) up to the
