@@ -187,15 +187,15 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
         extra = _extra_closures(cfg, model)
         march = dict(opts, **OmegaConf.to_container(cfg.march_options, resolve=True)) if model in REDUCED else opts
         for label, o, cl in _variants(model, march, cfg.inference, extra) + _newton_variants(model, opts, cfg, extra):
-            runs = []  # (wall, inference s, closure calls, profile) per repeat
+            runs = []  # (wall, inference time and calls or None, profile) per repeat
             for _ in range(repeats):
                 if cl is not None:
                     cl.reset()
                 t0 = time.perf_counter()
                 p = get_shock_solver(model)(states, collision="bgk", omega=float(cfg.omega), **o)
-                runs.append((time.perf_counter() - t0, cl and cl.seconds, cl and cl.calls, p))
-            wall, seconds, calls, p = sorted(runs, key=lambda r: r[0])[(repeats - 1) // 2]  # the median run
-            timing = None if cl is None else SimpleNamespace(seconds=seconds, calls=calls)
+                wall = time.perf_counter() - t0
+                runs.append((wall, None if cl is None else SimpleNamespace(seconds=cl.seconds, calls=cl.calls), p))
+            wall, timing, p = sorted(runs, key=lambda r: r[0])[(repeats - 1) // 2]  # the median run
             m = p.metrics
             newton = m.get("steady_solver") == "newton"  # counted in residual evaluations (+ a fallback's steps)
             cs = int(m["cell_steps"]) if m.get("cell_steps") and not newton else None  # NSF: an ODE solve

@@ -189,7 +189,8 @@ def batched_residual(solver: ReducedSolver, Y: NDArray, closure: Any = None, reu
         m_delta, m_tau = np.empty_like(W), np.empty_like(W)
         m_delta[rows], m_tau[rows] = frame_derivatives(closure, W[rows], cells[rows])
         same = np.flatnonzero(~changed.ravel())
-        m_delta[same], m_tau[same] = m_delta[same % nx + (B - 1) * nx], m_tau[same % nx + (B - 1) * nx]
+        base = same % nx + (B - 1) * nx  # the same cell of the last grid
+        m_delta[same], m_tau[same] = m_delta[base], m_tau[base]
     else:
         m_delta, m_tau = frame_derivatives(closure, W, cells)
     dW = ((dZ - W * drho[:, None]) / rho[:, None] - m_delta * (du / np.sqrt(T))[:, None]
