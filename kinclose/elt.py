@@ -102,6 +102,7 @@ class Loop:
         from kinclose.data.label import DatasetSpec
         from kinclose.data.runner import ClusterSpec
 
+        check_config(cfg)
         self.cfg = cfg
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -243,9 +244,22 @@ def _scalars(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
+def check_config(cfg: Any) -> None:
+    """Raise a clear error for loop sizes no run can use (before anything is labeled or written)."""
+    least = {"n_initial": 1, "n_candidates": 1, "per_iteration_budget": 1, "label_budget": 0, "max_iterations": 1,
+             "patience": 1, "explore_samples": 1, "n_heldout": 1}
+    bad = {k: cfg[k] for k, lo in least.items() if not (isinstance(cfg[k], int) and cfg[k] >= lo)}
+    if bad:
+        raise ValueError(f"ELT options out of range: {bad}; need integers n_initial, n_candidates, per_iteration_budget, "
+                         "max_iterations, patience, explore_samples, n_heldout >= 1 and label_budget >= 0")
+    if not float(cfg.min_improvement) >= 0.0:
+        raise ValueError(f"min_improvement must be >= 0, got {cfg.min_improvement}")
+
+
 def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,
             after_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the loop in ``root``; returns the final state (also ``elt_state.json``)."""
+    check_config(cfg)
     root = Path(root)
     loop = loop or Loop(cfg, root)
     state = load_state(root)

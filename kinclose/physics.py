@@ -76,10 +76,19 @@ def mean_free_path(rho: ArrayLike, T: ArrayLike, mu_ref: float, omega: float) ->
     return mfp_coefficient(omega) * viscosity(T, mu_ref, omega) / (np.asarray(rho, dtype=float) * np.sqrt(T))
 
 
+def check_vhs_omega(omega: float) -> None:
+    """Raise unless 0.5 ≤ ω ≤ 1, the VHS range from hard spheres to Maxwell molecules (C(ω) of the mean free
+    path turns negative at ω = 2.5)."""
+    if not (0.5 <= omega <= 1.0):
+        raise ValueError(f"the VHS exponent omega must lie in [0.5, 1] (0.5 hard spheres, 1 Maxwell molecules), "
+                         f"got {omega!r}")
+
+
 def mu_ref_for_knudsen(kn: float, omega: float, length: float = 1.0) -> float:
     """μ_ref such that the reference state (ρ, T) = (1, 1) has Knudsen number ε = λ_ref / L."""
     if not (kn > 0.0 and math.isfinite(kn)):
         raise ValueError(f"Knudsen number must be positive and finite, got {kn!r}")
+    check_vhs_omega(omega)
     return kn * length / mfp_coefficient(omega)
 
 

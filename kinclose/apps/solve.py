@@ -49,6 +49,8 @@ def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     run_dir = Path(run_dir)
     nx = int(cfg.nx)
+    if nx < 4:
+        raise ValueError(f"nx must be >= 4, got {nx}")
     name = str(cfg.model.name)
     ref_name = None if cfg.get("reference") is None else str(cfg.reference)
     refine = int(cfg.get("reference_refine", 1))

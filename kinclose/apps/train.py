@@ -33,7 +33,22 @@ def get_stage(name: str) -> Callable[..., Any]:
     return getattr(import_module(module), func)
 
 
+POSITIVE_INTS = ("epochs", "batch_size", "M", "K", "patience")
+"""Stage options that must be integers >= 1 wherever a stage has them (``lr`` must be > 0 or null)."""
+
+
+def check_stage_options(stage: DictConfig) -> None:
+    """Raise a clear error for training sizes no run can use (before any data is read)."""
+    bad = {k: stage[k] for k in POSITIVE_INTS if k in stage and not (isinstance(stage[k], int) and stage[k] >= 1)}
+    if bad:
+        raise ValueError(f"stage={stage.name}: {bad} must be integers >= 1")
+    lr = stage.get("lr")
+    if lr is not None and not (0.0 < float(lr) < float("inf")):
+        raise ValueError(f"stage={stage.name}: lr must be > 0 and finite, got {lr}")
+
+
 def run_stage(cfg: DictConfig, run_dir: str) -> Any:
+    check_stage_options(cfg.stage)
     return get_stage(str(cfg.stage.name))(cfg, run_dir)
 
 

@@ -166,6 +166,8 @@ def run_mach_sweep(cfg: DictConfig, cache_dir: str | Path) -> dict:
     machs = [float(m) for m in cfg.machs]
     models = [str(m) for m in cfg.models]
     reference = str(cfg.reference)
+    if not machs:
+        raise ValueError("machs is empty: give at least one Mach number, e.g. machs=[5.5]")
     if reference not in models:
         raise ValueError(f"the reference {reference!r} must be one of models {models}")
     collision = str(cfg.collision.name)

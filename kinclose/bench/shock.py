@@ -76,7 +76,11 @@ def precursor_split(p: ShockProfile, ref: ShockProfile, tol: float = 1e-3) -> di
 
 def model_options(cfg: DictConfig, name: str) -> dict:
     """Defaults of ``conf/model/<name>.yaml`` updated by ``cfg.overrides[name]``."""
-    base = OmegaConf.load(str(files("kinclose.conf") / "model" / f"{name}.yaml"))
+    path = files("kinclose.conf") / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[:-5] for p in (files("kinclose.conf") / "model").iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(known)}")
+    base = OmegaConf.load(str(path))
     opts = OmegaConf.to_container(base, resolve=True)
     extra = cfg.overrides.get(name) if "overrides" in cfg else None
     if extra:
@@ -128,10 +132,11 @@ def run(cfg: DictConfig) -> dict:
     profiles: dict[str, ShockProfile] = {}
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
+    options = {name: model_options(cfg, name) for name in cfg.models}  # unknown models or options: refused first
     for name in cfg.models:
         try:
             profiles[name], rows[name] = solve_model(states, name, collision=str(cfg.collision.name),
-                                                     omega=float(cfg.omega), options=model_options(cfg, name))
+                                                     omega=float(cfg.omega), options=options[name])
         except Exception as exc:  # a model that fails is a result: reported in the table, not hidden
             if name == cfg.reference:
                 raise

@@ -85,6 +85,12 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
     """Run every model on every case; returns per-ε mean errors, wall times and failures."""
     from tqdm.auto import tqdm
 
+    if not kns:
+        raise ValueError("kns is empty: give at least one Knudsen number, e.g. kns=[0.01]")
+    if nx < 4 or n_cases < 1 or reference_refine < 1:
+        raise ValueError(f"need nx >= 4, n_cases >= 1 and reference_refine >= 1; got nx={nx}, n_cases={n_cases}, "
+                         f"reference_refine={reference_refine}")
+
     table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": [], "cases": []}
     for name in models:
         table["models"][name] = {"errors": {f: [] for f in FIELDS}, "errors_sem": {f: [] for f in FIELDS},

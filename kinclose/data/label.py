@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 from kinclose.conf import reject_unknown_keys
 from kinclose.data import initial as ic
 from kinclose.data.schema import shard_name, write_shard
+from kinclose.kinetic._kernels import LIMITERS
 from kinclose.kinetic.grid import DEFAULT_WIDTH, VelocityGrid, VelocityGridError
 from kinclose.physics import mu_ref_for_knudsen
 
@@ -198,6 +199,8 @@ class DatasetSpec:
             bad(f"dataset.omega={self.omega} must lie in [0.5, 1] (VHS exponent: 0.5 hard spheres, 0.81 argon)")
         if not (0.0 < self.cfl <= 1.0):
             bad(f"dataset.cfl={self.cfl} must lie in (0, 1]")
+        if self.limiter not in LIMITERS:
+            bad(f"dataset.limiter={self.limiter!r}: choose one of {', '.join(sorted(LIMITERS))}")
         if not (self.v_width >= 4.0):
             bad(f"dataset.v_width={self.v_width} is too narrow: use >= 4 thermal speeds (default {DEFAULT_WIDTH})")
         if not (self.T_margin >= 1.0):

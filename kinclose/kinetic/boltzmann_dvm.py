@@ -54,7 +54,7 @@ from kinclose.kinetic import _kernels as K
 from kinclose.kinetic._kernels import BAD_DENSITY, BAD_TEMPERATURE, BAD_VALUE, NGHOST, OK
 from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
-from kinclose.kinetic.shock import march_steady, shift_rows
+from kinclose.kinetic.shock import check_shock_options, march_steady, shift_rows
 from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage, checked_dt
 from kinclose.physics import check_state
 
@@ -875,12 +875,7 @@ def steady_shock_boltzmann(
     from kinclose.physics import mfp_coefficient
     from kinclose.shockprofile import ShockProfile
 
-    if not (x_min < 0.0 < x_max):
-        raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
-    if not (dx > 0.0):
-        raise ValueError(f"dx must be > 0, got {dx}")
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+    check_shock_options(omega, x_min, x_max, dx, levels, tol, max_steps, check_every)
     n_max = max_n(device)
     if not (isinstance(nv, (int, np.integer)) and nv <= n_max):
         raise ValueError(

@@ -24,7 +24,7 @@ import numpy as np
 
 from kinclose.kinetic.grid import DEFAULT_WIDTH, VelocityGrid
 from kinclose.kinetic.solver import DVMSolver, SolverDivergedError
-from kinclose.physics import ShockStates, mfp_coefficient
+from kinclose.physics import ShockStates, check_vhs_omega, mfp_coefficient
 from kinclose.shockprofile import ShockProfile, midpoint
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,7 @@ def steady_shock(
     if device is not None:
         raise ValueError(f"device={device!r} applies to collision='boltzmann' only; the {collision} DVM runs on "
                          "the CPU (leave model.device=null)")
-    if not (x_min < 0.0 < x_max):
-        raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
-    if not (dx > 0.0):
-        raise ValueError(f"dx must be > 0, got {dx}")
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+    check_shock_options(omega, x_min, x_max, dx, levels, tol, max_steps, check_every)
     s = states
     coarse = 2 ** (levels - 1)
     nx_coarse = max(8, int(round((x_max - x_min) / (dx * coarse))))
@@ -133,6 +128,22 @@ def steady_shock(
     g, h = solver.interior
     return ShockProfile(solver.x.copy(), f[:, 0], f[:, 1], f[:, 2], f[:, 3], f[:, 4], states, "dvm", metrics,
                         distribution=(solver.v.copy(), float(solver.dv), g.copy(), h.copy()))
+
+
+def check_shock_options(omega: float, x_min: float, x_max: float, dx: float, levels: int, tol: float,
+                        max_steps: int, check_every: int) -> None:
+    """Raise a clear error for shock-solver options no solve can use (every shock solver calls this first)."""
+    check_vhs_omega(omega)
+    if not (x_min < 0.0 < x_max):
+        raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
+    if not (0.0 < dx < math.inf):
+        raise ValueError(f"dx must be > 0 and finite, got {dx}")
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    if not (0.0 < tol < math.inf):
+        raise ValueError(f"tol must be > 0 and finite (the residual that counts as steady), got {tol}")
+    if max_steps < 1 or check_every < 1:
+        raise ValueError(f"max_steps and check_every must be >= 1, got max_steps={max_steps}, check_every={check_every}")
 
 
 def march_steady(solver: Any, s: ShockStates, tol: float, max_steps: int, check_every: int,

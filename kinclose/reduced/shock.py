@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from kinclose.kinetic.shock import march_steady, prolong, shift_rows
+from kinclose.kinetic.shock import (
+    check_shock_options,
+    march_steady,
+    prolong,
+    shift_rows,
+)
 from kinclose.physics import (
     PhysicalStateError,
     ShockStates,
@@ -81,10 +86,9 @@ def reduced_shock(states: ShockStates, *, collision: str = "bgk", omega: float =
         raise ValueError(f"steady='newton' needs limiter='vanleer' (got {limiter!r}): MC and minmod switch "
                          "branches and make Newton stall")
     require_source(collision, source)
-    if not (x_min < 0.0 < x_max):
-        raise ValueError(f"the shock domain must contain x = 0, got [{x_min}, {x_max}]")
-    if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+    check_shock_options(omega, x_min, x_max, dx, levels, tol, max_steps, check_every)
+    if newton_max_iter < 1:
+        raise ValueError(f"newton_max_iter must be >= 1, got {newton_max_iter}")
     s = states
     if jacobian_closure == "auto":
         jacobian_closure = distilled_student(closure) if steady == "newton" and isinstance(closure, str) else None

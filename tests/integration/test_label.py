@@ -190,6 +190,7 @@ def test_unknown_config_keys_are_rejected(override: str) -> None:
         (["dataset.nx=2"], ["dataset.nx=2", ">= 4"]),
         (["dataset.t_end=-0.1"], ["dataset.t_end=-0.1", "> 0"]),
         (["dataset.collision=fokker"], ["dataset.collision='fokker'", "'bgk', 'shakhov', 'boltzmann'"]),
+        (["dataset.limiter=foo"], ["dataset.limiter='foo'", "mc, minmod"]),
         (["cluster.kind=mpi"], ["cluster.kind='mpi'", "serial"]),
     ],
 )

@@ -127,6 +127,36 @@ def test_unknown_model_option_raises_before_solving(tmp_path, monkeypatch, overr
         run_mach_sweep(cfg, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("override, error, word", [("machs=[]", ValueError, "machs is empty"),
+                                                   ("models=[dvm,foo]", ValueError, "unknown model 'foo'")])
+def test_empty_machs_or_unknown_model_raise_before_solving(tmp_path, monkeypatch, override, error, word):
+    def boom(*args, **kwargs):
+        raise AssertionError("solver called before the options were checked")
+
+    monkeypatch.setattr(mach_mod, "solve_model", boom)
+    cfg = _cfg(tmp_path, ["machs=[1.5]", "models=[dvm,nsf]", override])
+    with pytest.raises(error, match=word):
+        run_mach_sweep(cfg, tmp_path / "cache")
+
+
+def test_kinclose_bench_refuses_unknown_models_and_options_before_solving(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_module
+
+    from kinclose.bench import shock as shock_mod
+
+    def boom(*args, **kwargs):
+        raise AssertionError("solver called before the options were checked")
+
+    monkeypatch.setattr(shock_mod, "solve_model", boom)
+    for override, error, word in (("models=[dvm,foo]", ValueError, "unknown model 'foo'"),
+                                  ("+overrides.mlc.bogus=1", KeyError, "bogus")):
+        with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+            cfg = compose(config_name="bench", overrides=[f"out_dir={tmp_path}", override])
+        with pytest.raises(error, match=word):
+            shock_mod.run(cfg)
+    assert not any(tmp_path.iterdir())
+
+
 BENCH = shutil.which("kinclose-bench")
 
 

@@ -82,6 +82,17 @@ def test_solve_rejects_an_unknown_compared_model(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything ran or was written
 
 
+@pytest.mark.parametrize("override, message", [("nx=0", "nx must be >= 4"), ("omega=3", "omega must lie in")])
+def test_solve_rejects_a_bad_grid_or_gas_before_running(tmp_path, override, message):
+    from kinclose.apps.solve import solve
+
+    with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=dvm", override])
+    with pytest.raises(ValueError, match=message):
+        solve(cfg, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(EXE is None, reason="kinclose-solve not installed")
 def test_solve_cli_rejects_unknown_option(tmp_path):
     r = subprocess.run([EXE, "model=dvm", "model.options.nvv=3", f"hydra.run.dir={tmp_path}"],

@@ -42,6 +42,25 @@ def test_config_composes_with_the_moments_stage() -> None:
     assert {"root", "val_fraction"} <= set(cfg.data) and cfg.device == "auto" and "seed" in cfg
 
 
+@pytest.mark.parametrize("stage, override, word", [("moments", "stage.epochs=0", "epochs"),
+                                                   ("moments", "stage.M=0", "M"),
+                                                   ("moments", "stage.lr=-1", "lr must be > 0"),
+                                                   ("closure", "stage.K=0", "K"),
+                                                   ("distill", "stage.batch_size=0", "batch_size"),
+                                                   ("rollout", "stage.patience=0", "patience")])
+def test_training_sizes_no_run_can_use_are_refused_first(tmp_path: Path, stage: str, override: str,
+                                                          word: str) -> None:
+    from hydra import compose, initialize_config_module
+
+    from kinclose.apps.train import run_stage
+
+    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"stage={stage}", override])
+    with pytest.raises(ValueError, match=word):
+        run_stage(cfg, str(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
 def test_cli_trains_and_the_checkpoint_round_trips(tmp_path: Path, dataset: Path) -> None:
     import torch
 

@@ -135,3 +135,14 @@ def test_corrupted_resume_record(tmp_path):
     (tmp_path / "elt_state.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupted ELT resume record"):
         load_state(tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("max_iterations", -1), ("n_initial", 0), ("label_budget", -2),
+                                        ("per_iteration_budget", 0), ("min_improvement", -0.1)])
+def test_loop_sizes_out_of_range_are_refused_before_anything_is_written(tmp_path, key, value):
+    cfg = _cfg(**{key: value})
+    with pytest.raises(ValueError, match=key):
+        run_elt(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match=key):
+        FakeLoop(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

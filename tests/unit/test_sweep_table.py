@@ -58,3 +58,14 @@ def test_paired_differences_are_taken_case_by_case() -> None:
     # every case is 2 points better: zero spread of the differences although the errors spread
     assert "| b − a | rho | +2.00 ± 0.00 |" in markdown(table, first="b")
     assert "| a − b | q | -2.00 ± 0.00 |" in markdown(table)
+
+
+def test_run_sweep_refuses_an_empty_grid_or_no_cases() -> None:
+    import pytest
+
+    from kinclose.bench.sweep import run_sweep
+
+    for bad in ({"nx": 0}, {"n_cases": 0}, {"reference_refine": 0}):
+        kw = {"nx": 16, "n_cases": 2, "reference_refine": 1} | bad
+        with pytest.raises(ValueError, match="need nx >= 4, n_cases >= 1"):
+            run_sweep([0.1], {"euler": {}}, seed=0, t_end=0.01, kinds=["waves"], **kw)
