@@ -54,6 +54,11 @@ def run_case(cl, rho, u, T, kn, t_end, nx, dt=None):
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
+    if not (int(cfg.n_cases) >= 1 and int(cfg.nx) >= 4 and float(cfg.horizon_factor) > 0 and float(cfg.t_train) > 0
+            and len(cfg.kinds) >= 1):
+        raise ValueError(f"need n_cases >= 1, nx >= 4, horizon_factor > 0, t_train > 0 and at least one kind; got "
+                         f"n_cases={cfg.n_cases}, nx={cfg.nx}, horizon_factor={cfg.horizon_factor}, "
+                         f"t_train={cfg.t_train}, kinds={list(cfg.kinds)}")
     cl = load_closure(str(cfg.closure), float(cfg.xi_max))
     nx = int(cfg.nx)
     x = -0.5 + (np.arange(nx) + 0.5) / nx

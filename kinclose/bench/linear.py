@@ -125,6 +125,8 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
         raise ValueError(f"amplitude {a!r} must be in (0, 0.1]: the rates are those of the linearized equations")
     if not (t_end > 0.0 and nx >= 8):
         raise ValueError(f"need t_end > 0 and nx >= 8, got t_end={t_end!r}, nx={nx!r}")
+    if not kns:
+        raise ValueError("kns is empty: give at least one Knudsen number, e.g. kns=[0.01]")
     names = [reference] + [n for n in models if n != reference]
     table: dict[str, Any] = {"kns": list(kns), "modes": list(modes), "nx": nx, "t_end": t_end, "amplitude": a,
                              "navier_stokes": [navier_stokes_rate(k) for k in kns], "reference": reference,

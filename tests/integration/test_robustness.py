@@ -25,3 +25,12 @@ def test_robustness_tiny(tmp_path: Path) -> None:
         assert a == b
     md = (out / "robustness.md").read_text()
     assert "**0**" in md and "nx=32, common dt" in md
+
+
+def test_robustness_refuses_settings_that_would_report_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for bad in ("n_cases=0", "horizon_factor=-1"):
+        run = subprocess.run([sys.executable, str(SCRIPT), bad, f"out_dir={out}", f"hydra.run.dir={tmp_path / 'h'}"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode != 0 and "need n_cases >= 1" in run.stderr
+    assert not out.exists()
