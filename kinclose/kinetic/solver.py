@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from kinclose.kinetic import _kernels as K
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGrid, VelocityGridError
-from kinclose.physics import check_state
+from kinclose.physics import check_state, check_vhs_omega
 from kinclose.problem import PRANDTL, Fields, Problem
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,9 @@ class DVMSolver:
             raise ValueError(f"nx must be >= 4, got {nx}")
         if not (mu_ref > 0.0):
             raise ValueError(f"mu_ref must be > 0 (inf for free streaming), got {mu_ref}")
+        if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
+            raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
+        check_vhs_omega(omega)
         if threads is not None:
             import numba
 

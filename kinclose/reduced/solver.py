@@ -75,9 +75,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from kinclose.macro._kernels import hllc_faces
-from kinclose.physics import GAMMA, PhysicalStateError, check_state, collision_frequency, conservative, primitive
+from kinclose.physics import (
+    GAMMA,
+    PhysicalStateError,
+    check_state,
+    check_vhs_omega,
+    collision_frequency,
+    conservative,
+    primitive,
+)
 from kinclose.reduced.closure import ShapeClosure
-
 
 LIMITERS = ("mc", "minmod", "vanleer")
 SMOOTH_EPS = 1e-3
@@ -142,6 +149,13 @@ class ReducedSolver:
                  outflow: str = "reservoir") -> None:
         if not (0.0 < cfl <= 1.0):
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
+        if not (isinstance(nx, (int, np.integer)) and nx >= 4):
+            raise ValueError(f"nx must be an integer >= 4, got {nx!r}")
+        if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
+            raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
+        if not mu_ref > 0.0:
+            raise ValueError(f"mu_ref must be > 0 (math.inf: no collisions), got {mu_ref}")
+        check_vhs_omega(omega)
         if bc not in ("periodic", "reservoir"):
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if limiter not in LIMITERS:
@@ -197,10 +211,19 @@ class ReducedSolver:
         return self.x_left + (np.arange(self.nx) + 0.5) * self.dx
 
     def set_state(self, rho: NDArray, u: NDArray, T: NDArray, W: NDArray | None = None) -> None:
-        """Initial data; W defaults to the equilibrium moments (Maxwellian)."""
+        """Initial data (nx,) each; W (nx, M) defaults to the equilibrium moments (Maxwellian)."""
         check_state(rho, u, T, where="reduced initial data")
+        if {np.shape(a) for a in (rho, u, T)} != {(self.nx,)}:
+            raise ValueError(f"rho, u, T must have shape ({self.nx},), got {[np.shape(a) for a in (rho, u, T)]}")
+        if W is not None:
+            W = np.array(W, dtype=float)
+            if W.shape != (self.nx, self.M):
+                raise ValueError(f"W must have shape ({self.nx}, {self.M}), got {W.shape}")
+            if not np.isfinite(W).all():
+                cell = int(np.argmin(np.isfinite(W).all(1)))
+                raise PhysicalStateError(f"reduced initial data: W is not finite at cell {cell}")
         self.U = conservative(rho, u, T).reshape(self.nx, 3)
-        self.W = np.tile(self.W_eq, (self.nx, 1)) if W is None else np.array(W, dtype=float).reshape(self.nx, self.M)
+        self.W = np.tile(self.W_eq, (self.nx, 1)) if W is None else W
 
     # ----------------------------------------------------------------- pieces
     def _padded(self, a: NDArray, ghost_left: NDArray, ghost_right: NDArray) -> NDArray:

@@ -68,6 +68,10 @@ def test_unknown_options():
         _solver(collision="boltzman")
     with pytest.raises(ValueError, match="reservoir boundaries need"):
         _solver(bc="reservoir")
+    with pytest.raises(ValueError, match="omega must lie in"):
+        _solver(omega=2.6)
+    with pytest.raises(ValueError, match="x_left < x_right"):
+        _solver(x_left=1.0, x_right=0.0)
     with pytest.raises(TypeError):
         run_problem(Problem(0, 1, np.ones(8), np.zeros(8), np.ones(8), kn=1.0, t_end=0.1), nvv=3)
 

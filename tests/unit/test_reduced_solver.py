@@ -84,9 +84,19 @@ def test_reduced_solver_rejects_bad_input():
         ReducedSolver(0, 1, 8, cl, 1.0, cfl=1.5)
     with pytest.raises(ValueError, match="unknown flux"):
         ReducedSolver(0, 1, 8, cl, 1.0, flux="roe")
+    for args, kw, word in (((0, 1, 0, cl, 1.0), {}, "nx must be"), ((1, 0, 8, cl, 1.0), {}, "x_left < x_right"),
+                           ((0, 1, 8, cl, 0.0), {}, "mu_ref must be > 0"), ((0, 1, 8, cl, 1.0), {"omega": 3.0}, "omega")):
+        with pytest.raises(ValueError, match=word):
+            ReducedSolver(*args, **kw)
     s = ReducedSolver(0, 1, 8, cl, 1.0)
     with pytest.raises(ValueError, match="T must be > 0"):
         s.set_state(np.ones(8), np.zeros(8), -np.ones(8))
+    with pytest.raises(ValueError, match=r"shape \(8,\)"):
+        s.set_state(np.ones(8), np.zeros(7), np.ones(8))
+    with pytest.raises(ValueError, match=r"W must have shape \(8, 1\)"):
+        s.set_state(np.ones(8), np.zeros(8), np.ones(8), W=np.zeros((8, 2)))
+    with pytest.raises(ValueError, match="W is not finite at cell 3"):
+        s.set_state(np.ones(8), np.zeros(8), np.ones(8), W=np.where(np.arange(8)[:, None] == 3, np.nan, 0.0))
     s.set_state(np.ones(8), np.zeros(8), np.ones(8))
     with pytest.raises(ValueError, match="exceeds the stable step"):
         s.step(10 * s.dt_max())
