@@ -135,8 +135,13 @@ class LearnedClosure:
         return [None if outs[0][j] is None else np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
 
     def _frames(self, n: int, delta: NDArray | float, tau: NDArray | float) -> tuple[NDArray, NDArray]:
-        return (np.broadcast_to(np.asarray(delta, dtype=float), (n,)),
-                np.broadcast_to(np.asarray(tau, dtype=float), (n,)))
+        """δ, τ broadcast to (n,); τ = √(T/T*) must be > 0 (a frame with T* > 0)."""
+        d, t = np.asarray(delta, dtype=float), np.asarray(tau, dtype=float)
+        if d.shape not in ((), (n,)) or t.shape not in ((), (n,)):
+            raise ValueError(f"delta and tau must be scalars or have shape ({n},) like W's rows, got {d.shape}, {t.shape}")
+        if not (t > 0).all():
+            raise ValueError(f"tau = sqrt(T/T*) must be > 0 (and not NaN), got {t.min() if t.size else t}")
+        return np.broadcast_to(d, (n,)), np.broadcast_to(t, (n,))
 
     def _flux_states(self, W: NDArray) -> NDArray:
         """W, or W clipped to the training box when ``clip`` is set (counted in ``clip_counts``)."""
@@ -210,7 +215,9 @@ class LearnedClosure:
         from kinclose.closure.hyperbolicity import closed_flux_jacobian
 
         W = self._W(W)
-        U = np.asarray(U, dtype=float).reshape(-1, 3)
+        U = np.asarray(U, dtype=float)
+        if U.shape != (W.shape[0], 3):
+            raise ValueError(f"U must have shape ({W.shape[0]}, 3) like W's rows, got {U.shape}")
         ens = self.ensemble
         A = closed_flux_jacobian(ens.mean_stress_heat, ens.mean_frame,
                                  self._t(U), self._t(W), frame_derivatives).detach().numpy()

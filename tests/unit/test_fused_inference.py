@@ -65,6 +65,19 @@ def test_learned_closure_inference_paths_agree(inference):
     np.testing.assert_allclose(v, vr, rtol=0, atol=1e-4 * np.abs(vr).max())
 
 
+def test_learned_closure_refuses_frames_and_states_that_do_not_fit():
+    cl = LearnedClosure(_ensemble("tanh", True))
+    W, d, tau = _inputs(6)
+    with pytest.raises(ValueError, match=r"shape \(6,\) like W's rows"):
+        cl.frame(W, d[:3], tau[:3])
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="tau = sqrt"):
+            cl.frame(W, d, np.where(np.arange(6) == 2, bad, tau))
+    with pytest.raises(ValueError, match=r"U must have shape \(6, 3\)"):
+        cl.flux_jacobian_eigenvalues(np.ones((2, 3)), W)
+    assert cl.frame(W, 0.0, 1.0)[0].shape == W.shape  # scalars broadcast
+
+
 def test_unknown_inference_is_rejected():
     with pytest.raises(ValueError, match="unknown inference"):
         LearnedClosure(_ensemble("tanh", True), inference="float16")
