@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 
 
 def pipeline(cfg: DictConfig) -> dict:
+    from kinclose.bench.shock import check_config as check_benchmark
     from kinclose.bench.shock import run as shock_benchmark
+    from kinclose.elt import check_config as check_elt
     from kinclose.elt import run_elt
 
+    check_elt(cfg.elt)  # both stages' options are checked before the first (long) one starts
+    check_benchmark(cfg.shock)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -127,12 +127,21 @@ def profile_row(prof: ShockProfile, wall_s: float) -> dict:
     return row
 
 
+def check_config(cfg: DictConfig) -> dict[str, dict]:
+    """Raise a clear error for a benchmark config no run can use (Mach ≤ 1, reference not among the models,
+    unknown models or options); returns each model's options. Called before anything is solved."""
+    rankine_hugoniot(float(cfg.mach))
+    if cfg.reference not in cfg.models:
+        raise ValueError(f"the reference {cfg.reference!r} must be one of models {list(cfg.models)}")
+    return {name: model_options(cfg, name) for name in cfg.models}
+
+
 def run(cfg: DictConfig) -> dict:
+    options = check_config(cfg)
     states = rankine_hugoniot(float(cfg.mach))
     profiles: dict[str, ShockProfile] = {}
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    options = {name: model_options(cfg, name) for name in cfg.models}  # unknown models or options: refused first
     for name in cfg.models:
         try:
             profiles[name], rows[name] = solve_model(states, name, collision=str(cfg.collision.name),

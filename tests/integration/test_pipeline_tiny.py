@@ -38,3 +38,26 @@ def test_tiny_pipeline(tmp_path):
     assert rows["nsf"]["solve_s"] is None and "| solve (s) |" in (tmp_path / "shock_M2.md").read_text()
     for f in ("shock_M2.png", "shock_M2.md", "shock_M2.json"):
         assert (tmp_path / f).exists()
+
+
+@pytest.mark.parametrize("override, word", [("shock.models=[dvm,nsf,foo]", "unknown model 'foo'"),
+                                            ("shock.reference=nsf", None), ("shock.mach=0.9", "Mach > 1"),
+                                            ("+shock.overrides.mlc.bogus=1", "bogus"),
+                                            ("elt.max_iterations=0", "max_iterations")])
+def test_pipeline_checks_the_benchmark_before_the_loop(tmp_path, monkeypatch, override, word):
+    """A typo in the benchmark part stops the main job at once, not after the labeling and training."""
+    from hydra import compose, initialize_config_module
+
+    from kinclose import elt
+    from kinclose.apps.pipeline import pipeline
+
+    monkeypatch.setattr(elt, "run_elt", lambda *a, **k: pytest.fail("the loop started before the config was checked"))
+    overrides = [f"out_dir={tmp_path / 'out'}", override]
+    if word is None:  # a reference that is not among the models
+        overrides.append("shock.models=[dvm,euler]")
+        word = "must be one of models"
+    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+        cfg = compose(config_name="pipeline", overrides=overrides)
+    with pytest.raises((ValueError, KeyError), match=word):
+        pipeline(cfg)
+    assert not (tmp_path / "out").exists()
