@@ -254,6 +254,10 @@ def check_config(cfg: Any) -> None:
                          "max_iterations, patience, explore_samples, n_heldout >= 1 and label_budget >= 0")
     if not float(cfg.min_improvement) >= 0.0:
         raise ValueError(f"min_improvement must be >= 0, got {cfg.min_improvement}")
+    from kinclose.apps.train import check_stage_options
+
+    for part in ("moments", "closure"):
+        check_stage_options(cfg[part], f"ELT {part} options")
 
 
 def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,

@@ -37,14 +37,16 @@ POSITIVE_INTS = ("epochs", "batch_size", "M", "K", "patience")
 """Stage options that must be integers >= 1 wherever a stage has them (``lr`` must be > 0 or null)."""
 
 
-def check_stage_options(stage: DictConfig) -> None:
-    """Raise a clear error for training sizes no run can use (before any data is read)."""
+def check_stage_options(stage: Any, name: str | None = None) -> None:
+    """Raise a clear error for training sizes no run can use (before any data is read); ``stage`` is a stage
+    config or a partial one (the ELT's overrides), ``name`` what the message calls it."""
+    name = name or f"stage={stage['name']}"
     bad = {k: stage[k] for k in POSITIVE_INTS if k in stage and not (isinstance(stage[k], int) and stage[k] >= 1)}
     if bad:
-        raise ValueError(f"stage={stage.name}: {bad} must be integers >= 1")
+        raise ValueError(f"{name}: {bad} must be integers >= 1")
     lr = stage.get("lr")
     if lr is not None and not (0.0 < float(lr) < float("inf")):
-        raise ValueError(f"stage={stage.name}: lr must be > 0 and finite, got {lr}")
+        raise ValueError(f"{name}: lr must be > 0 and finite, got {lr}")
 
 
 def run_stage(cfg: DictConfig, run_dir: str) -> Any:
