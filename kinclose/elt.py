@@ -262,8 +262,8 @@ def check_config(cfg: Any) -> None:
 
 def run_elt(cfg: Any, root: str | Path, loop: Loop | None = None,
             after_stage: Callable[[int, str], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) the loop in ``root``; returns the final state (also ``elt_state.json``)."""
-    check_config(cfg)
+    """Run (or resume) the loop in ``root``; returns the final state (also ``elt_state.json``). The config is
+    checked by the :class:`Loop` constructor, before anything is written."""
     root = Path(root)
     loop = loop or Loop(cfg, root)
     state = load_state(root)

@@ -84,6 +84,16 @@ def check_vhs_omega(omega: float) -> None:
                          f"got {omega!r}")
 
 
+def check_domain_and_gas(x_left: float, x_right: float, mu_ref: float, omega: float) -> None:
+    """Raise unless x_left < x_right are finite, μ_ref > 0 (inf: free streaming) and ω is a VHS exponent
+    (:func:`check_vhs_omega`); every 1D solver checks its construction with this."""
+    if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
+        raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
+    if not (mu_ref > 0.0):
+        raise ValueError(f"mu_ref must be > 0 (inf for free streaming), got {mu_ref}")
+    check_vhs_omega(omega)
+
+
 def mu_ref_for_knudsen(kn: float, omega: float, length: float = 1.0) -> float:
     """μ_ref such that the reference state (ρ, T) = (1, 1) has Knudsen number ε = λ_ref / L."""
     if not (kn > 0.0 and math.isfinite(kn)):

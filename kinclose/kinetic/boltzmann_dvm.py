@@ -56,7 +56,7 @@ from kinclose.kinetic.boltzmann import FastSpectralBoltzmann
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGridError
 from kinclose.kinetic.shock import check_shock_options, march_steady, shift_rows
 from kinclose.kinetic.solver import CFL_MAX, DELTA, GAM, advance_to, check_stage, checked_dt
-from kinclose.physics import check_state, check_vhs_omega
+from kinclose.physics import check_domain_and_gas, check_state
 
 log = logging.getLogger(__name__)
 
@@ -469,18 +469,12 @@ class BoltzmannDVMSolver:
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if nx < 4:
             raise ValueError(f"nx must be >= 4, got {nx}")
-        if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
-            raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
-        if not (mu_ref > 0.0):
-            raise ValueError(f"mu_ref must be > 0, got {mu_ref}")
-        check_vhs_omega(omega)
+        check_domain_and_gas(x_left, x_right, mu_ref, omega)
         if not (isinstance(n, (int, np.integer)) and 4 <= n <= self.n_max and n % 2 == 0):
             raise ValueError(
                 f"n (velocity points per direction) must be an even integer in [4, {self.n_max}], got {n!r}; "
                 f"the Boltzmann DVM stores n³ velocities per cell, use n = 16…32"
             )
-        if not (mu_ref > 0.0):
-            raise ValueError(f"mu_ref must be > 0 (inf for free streaming), got {mu_ref}")
         if not (math.isfinite(L) and L > 0.0):
             raise ValueError(f"L must be positive and finite, got {L!r}")
         c = np.asarray(center, dtype=np.float64).reshape(-1)

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from kinclose.kinetic import _kernels as K
 from kinclose.kinetic.grid import DEFAULT_WIDTH, GRID_RTOL, VelocityGrid, VelocityGridError
-from kinclose.physics import check_state, check_vhs_omega
+from kinclose.physics import check_domain_and_gas, check_state
 from kinclose.problem import PRANDTL, Fields, Problem
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,7 @@ class DVMSolver:
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if nx < 4:
             raise ValueError(f"nx must be >= 4, got {nx}")
-        if not (mu_ref > 0.0):
-            raise ValueError(f"mu_ref must be > 0 (inf for free streaming), got {mu_ref}")
-        if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
-            raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
-        check_vhs_omega(omega)
+        check_domain_and_gas(x_left, x_right, mu_ref, omega)
         if threads is not None:
             import numba
 

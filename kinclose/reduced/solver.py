@@ -78,8 +78,8 @@ from kinclose.macro._kernels import hllc_faces
 from kinclose.physics import (
     GAMMA,
     PhysicalStateError,
+    check_domain_and_gas,
     check_state,
-    check_vhs_omega,
     collision_frequency,
     conservative,
     primitive,
@@ -151,11 +151,7 @@ class ReducedSolver:
             raise ValueError(f"cfl={cfl} is outside the stable range (0, 1]; lower cfl")
         if not (isinstance(nx, (int, np.integer)) and nx >= 4):
             raise ValueError(f"nx must be an integer >= 4, got {nx!r}")
-        if not (math.isfinite(x_left) and math.isfinite(x_right) and x_right > x_left):
-            raise ValueError(f"need finite x_left < x_right, got [{x_left}, {x_right}]")
-        if not mu_ref > 0.0:
-            raise ValueError(f"mu_ref must be > 0 (math.inf: no collisions), got {mu_ref}")
-        check_vhs_omega(omega)
+        check_domain_and_gas(x_left, x_right, mu_ref, omega)
         if bc not in ("periodic", "reservoir"):
             raise ValueError(f"unknown boundary condition {bc!r}; choose 'periodic' or 'reservoir'")
         if limiter not in LIMITERS:
