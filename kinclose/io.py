@@ -28,6 +28,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     return path
 
 
+def writable_dir(path: str | os.PathLike) -> Path:
+    """Create the output directory ``path`` (with its parents) and check that files can be written into it.
+
+    Called by every app and script before its first solve, so that a bad ``out_dir`` (a file, a path
+    under a file, a read-only directory) stops the run at once instead of after the work is done.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise NotADirectoryError(f"output directory {str(path)!r}: {str(p)!r} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(f"cannot write into output directory {str(path)!r}: {e}") from e
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     def _w(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:

@@ -25,7 +25,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from kinclose.bench.shock import model_options
-from kinclose.io import atomic_write_json
+from kinclose.io import atomic_write_json, writable_dir
 from kinclose.kinetic.shock import steady_shock
 from kinclose.physics import rankine_hugoniot
 from kinclose.reduced.shock import TIME_MARCHED
@@ -93,6 +93,7 @@ def main() -> None:
                          "(with the smooth van Leer limiter, the conf/model default)")
     ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parents[1] / "results"))
     args = ap.parse_args()
+    writable_dir(args.out_dir)
     if args.model != "dvm":
         return reduced_convergence(args)
     opts = _options("dvm")

@@ -26,7 +26,6 @@ import dataclasses
 import logging
 import os
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from kinclose.apps.shock import get_shock_solver
 from kinclose.bench.shock import field_errors, model_options
 from kinclose.bench.sweep import make_cases, problem
-from kinclose.io import atomic_write_json, atomic_write_text
+from kinclose.io import atomic_write_json, atomic_write_text, writable_dir
 from kinclose.models import run_model
 from kinclose.physics import rankine_hugoniot
 from kinclose.shockprofile import FIELDS, center
@@ -309,9 +308,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(cfg: DictConfig) -> None:
     if int(cfg.shock_repeats) < 1:
         raise ValueError(f"shock_repeats must be >= 1, got {cfg.shock_repeats}")
+    out = writable_dir(cfg.out_dir)
     rows = sweep_rows(cfg) + shock_rows(cfg) + scaling_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
     meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "shock_repeats": int(cfg.shock_repeats)}
-    out = Path(cfg.out_dir)
     atomic_write_json(out / "speed_table.json", {"rows": rows, **meta,
                                                  "config": OmegaConf.to_container(cfg, resolve=True)})
     atomic_write_text(out / "speed_table.md", markdown(rows, meta))

@@ -37,7 +37,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.shock import field_errors, model_options, solve_model
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import ShockStates, rankine_hugoniot
 from kinclose.shockprofile import (
     FIELDS,
@@ -199,7 +199,7 @@ def markdown(result: dict) -> str:
 def main(cfg: DictConfig) -> None:
     import matplotlib.pyplot as plt
 
-    out_dir = Path(cfg.out_dir)
+    out_dir = writable_dir(cfg.out_dir)
     states = rankine_hugoniot(float(cfg.mach))
     boltz = boltzmann_profiles(cfg, states, out_dir)
     steady = [dx for dx, p in boltz.items() if p.metrics.get("converged")]

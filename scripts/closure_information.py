@@ -25,7 +25,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 
 log = logging.getLogger("closure_information")
 ESTIMATES = (("learned", "closure"), ("local_linear", "local-linear k-NN"), ("nn1", "1-NN"))
@@ -170,6 +170,7 @@ def figure(res: dict[str, Any], path: Path) -> None:
 def main(cfg: DictConfig) -> None:
     from kinclose.data.runner import label_if_missing
 
+    out = writable_dir(cfg.out_dir)
     root = Path(cfg.root)
     label_if_missing(root, OmegaConf.to_container(cfg.dataset, resolve=True))
     names = [str(c.name) for c in cfg.closures]
@@ -180,8 +181,6 @@ def main(cfg: DictConfig) -> None:
     datasets: dict[tuple[float, int], Any] = {}
     res["closures"] = {str(c.name): analyse(c, root, cfg, datasets) for c in cfg.closures}
     res["config"] = OmegaConf.to_container(cfg, resolve=True)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"{cfg.name}.json", res)
     atomic_write_text(out / f"{cfg.name}.md", markdown(res))
     figure(res, out / f"{cfg.name}.png")

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.shock import field_errors, model_options, solve_model
 from kinclose.bench.sweep import FIELDS, error_rows, paired, run_sweep
-from kinclose.io import atomic_write_json, atomic_write_text
+from kinclose.io import atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import rankine_hugoniot
 from kinclose.reduced.shock import TIME_MARCHED
 
@@ -172,6 +172,7 @@ def main(cfg: DictConfig) -> None:
     for name, o in options.items():
         if set(o) - valid:
             raise KeyError(f"closure {name!r}: unknown option(s) {sorted(set(o) - valid)}; valid: {sorted(valid)}")
+    out = writable_dir(cfg.out_dir)
     states = {m: dataset_states(cfg, m) for m in set(moments.values())}
     shock = rankine_hugoniot(float(cfg.mach))
     ref, ref_row = solve_model(shock, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))
@@ -203,9 +204,8 @@ def main(cfg: DictConfig) -> None:
         res["sweeps"][str(int(nx))] = run_sweep(list(sw.kns), models, int(sw.n_cases), int(sw.seed), int(nx),
                                                 float(sw.t_end), list(sw.kinds), "dvm", {"nv": 96}, 4)
         log.info("sweep nx=%d done", int(nx))
-    out = cfg.out_dir
-    atomic_write_json(f"{out}/{cfg.name}.json", res)
-    atomic_write_text(f"{out}/{cfg.name}.md", markdown(res))
+    atomic_write_json(out / f"{cfg.name}.json", res)
+    atomic_write_text(out / f"{cfg.name}.md", markdown(res))
     log.info("wrote %s/%s.md", out, cfg.name)
 
 

@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose import __version__
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 from kinclose.moments.encoders import ShapeEncoder, mlp
 
 log = logging.getLogger("compare_moments")
@@ -117,8 +117,8 @@ def compare(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="compare_moments")
 def main(cfg: DictConfig) -> None:
+    out = writable_dir(cfg.out_dir)
     result = compare(cfg)
-    out = Path(cfg.out_dir)
     atomic_write_json(out / "moments_table.json", result)
     atomic_write_text(out / "moments_table.md", table_md(result))
     plot(result, out / "moments_error.png")

@@ -35,7 +35,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.data.schema import sha256_file
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 
 log = logging.getLogger("elt_vs_random")
 
@@ -430,6 +430,7 @@ def main(cfg: DictConfig) -> None:
     from kinclose.elt import run_elt
 
     t_start = time.perf_counter()
+    out = writable_dir(cfg.out_dir)
     seeds = [int(s) for s in cfg.seeds]
     reps: dict[str, dict[str, Any]] = {}
     incomplete: dict[str, str] = {}
@@ -472,7 +473,6 @@ def main(cfg: DictConfig) -> None:
               "conclusion": conclusion(agg, len(seeds)),
               "wall_s": {"this_call": time.perf_counter() - t_start},
               "config": OmegaConf.to_container(cfg, resolve=True)}
-    out = Path(cfg.out_dir)
     atomic_write_json(out / "elt_vs_random.json", result)
     atomic_write_text(out / "elt_vs_random.md", markdown(result))
     plot(result, out / "elt_vs_random.png")

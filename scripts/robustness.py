@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from kinclose.data.initial import ICRanges, evaluate, sample_initial, sample_kn
-from kinclose.io import atomic_write_json, atomic_write_text
+from kinclose.io import atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import PhysicalStateError, mu_ref_for_knudsen
 from kinclose.reduced.run import load_closure
 from kinclose.reduced.solver import ReducedSolver
@@ -59,6 +58,7 @@ def main(cfg: DictConfig) -> None:
         raise ValueError(f"need n_cases >= 1, nx >= 4, horizon_factor > 0, t_train > 0 and at least one kind; got "
                          f"n_cases={cfg.n_cases}, nx={cfg.nx}, horizon_factor={cfg.horizon_factor}, "
                          f"t_train={cfg.t_train}, kinds={list(cfg.kinds)}")
+    out = writable_dir(cfg.out_dir)
     cl = load_closure(str(cfg.closure), float(cfg.xi_max))
     nx = int(cfg.nx)
     x = -0.5 + (np.arange(nx) + 0.5) / nx
@@ -108,7 +108,6 @@ def main(cfg: DictConfig) -> None:
               "mean_out_of_range_fraction": float(np.mean(outs)) if outs else None,
               "galilean_max_rel_difference": gal, "failures": failures, "wall_s": time.perf_counter() - t0,
               "closure": str(cfg.closure)}
-    out = Path(cfg.out_dir)
     atomic_write_json(out / "robustness.json", result)
     md = [f"Reduced model ({cfg.closure}) on {cfg.n_cases} held-out random initial data, nx = {nx}, "
           f"run to t = {t_end:g} ({cfg.horizon_factor:g}× the training horizon), ε log-uniform in [1e-3, 10].", "",

@@ -21,7 +21,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from kinclose.io import atomic_write_json
+from kinclose.io import atomic_write_json, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def run_label(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     cluster = ClusterSpec.from_dict(OmegaConf.to_container(cfg.cluster, resolve=True))
     out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "dataset"
     if cfg.mode == "label":
+        writable_dir(out_dir)
         summary = label_dataset(spec, out_dir, cluster, retries=int(cfg.retries), overwrite=bool(cfg.overwrite),
                                 progress=cfg.progress, log_every_s=float(cfg.log_every_s))
     else:

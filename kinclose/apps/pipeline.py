@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from kinclose.io import atomic_write_json
+from kinclose.io import atomic_write_json, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,7 @@ def pipeline(cfg: DictConfig) -> dict:
 
     check_elt(cfg.elt)  # both stages' options are checked before the first (long) one starts
     check_benchmark(cfg.shock)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(cfg.out_dir)
     t0 = time.perf_counter()
     state = run_elt(cfg.elt, cfg.elt.root)
     t_elt = time.perf_counter() - t0

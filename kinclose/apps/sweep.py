@@ -6,24 +6,23 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.bench.sweep import markdown, plot, run_sweep
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 
 log = logging.getLogger(__name__)
 
 
 def sweep(cfg: DictConfig) -> dict:
     models = OmegaConf.to_container(cfg.models, resolve=True)
+    out = writable_dir(cfg.out_dir)
     table = run_sweep(list(cfg.kns), models, int(cfg.n_cases), int(cfg.seed), int(cfg.nx), float(cfg.t_end),
                       list(cfg.kinds), cfg.reference, OmegaConf.to_container(cfg.reference_options, resolve=True),
                       int(cfg.reference_refine))
     table["config"] = OmegaConf.to_container(cfg, resolve=True)
-    out = Path(cfg.out_dir)
     atomic_write_json(out / "knudsen_sweep.json", table)
     atomic_write_text(out / "knudsen_sweep.md", markdown(table))
     axes = plot(table)

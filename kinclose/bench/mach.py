@@ -56,7 +56,7 @@ from kinclose.bench.shock import (
     precursor_split,
     solve_model,
 )
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import rankine_hugoniot
 from kinclose.shockprofile import FIELDS, ShockProfile
 
@@ -177,6 +177,7 @@ def run_mach_sweep(cfg: DictConfig, cache_dir: str | Path) -> dict:
         log.warning("mach_overrides for Mach %s: not in machs %s, ignored", unused, machs)
     # every option is checked before the first (possibly long) solve
     options = {(m, n): entry_options(cfg, m, n) for m in machs for n in models}
+    out_dir = writable_dir(cfg.out_dir)
     cache_dir = Path(cache_dir)
     code = source_digest()
     entries: dict[tuple[float, str], dict] = {}
@@ -202,7 +203,6 @@ def run_mach_sweep(cfg: DictConfig, cache_dir: str | Path) -> dict:
         "closures": {n: options[(machs[0], n)].get("closure") for n in models if "closure" in options[(machs[0], n)]},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    out_dir = Path(cfg.out_dir)
     atomic_write_json(out_dir / "mach_sweep.json", result)
     atomic_write_text(out_dir / "mach_sweep.md", markdown(result))
     import matplotlib.pyplot as plt

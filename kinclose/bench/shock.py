@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from kinclose.apps.shock import get_shock_solver
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import ShockStates, rankine_hugoniot
 from kinclose.shockprofile import (
     FIELDS,
@@ -138,6 +137,7 @@ def check_config(cfg: DictConfig) -> dict[str, dict]:
 
 def run(cfg: DictConfig) -> dict:
     options = check_config(cfg)
+    out_dir = writable_dir(cfg.out_dir)
     states = rankine_hugoniot(float(cfg.mach))
     profiles: dict[str, ShockProfile] = {}
     rows: dict[str, dict] = {}
@@ -158,7 +158,6 @@ def run(cfg: DictConfig) -> dict:
     ref = profiles[cfg.reference]
     for name, prof in profiles.items():
         rows[name].update(field_errors(prof, ref))
-    out_dir = Path(cfg.out_dir)
     stem = f"shock_M{float(cfg.mach):g}"
     result = {"mach": float(cfg.mach), "omega": float(cfg.omega), "collision": str(cfg.collision.name),
               "reference": cfg.reference, "units": "x in upstream mean free paths (VHS), R = rho1 = T1 = 1",

@@ -1,0 +1,124 @@
+"""An unusable ``out_dir`` (a file, a path under a file, a read-only directory) stops every app and script
+before its first solve, not after the work is done (``kinclose.io.writable_dir``)."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from kinclose.io import writable_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(name: str, *overrides: str):
+    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("work started before the output directory was checked")
+
+
+def test_writable_dir_creates_nested_directories(tmp_path: Path) -> None:
+    out = writable_dir(tmp_path / "a" / "b")
+    assert out == tmp_path / "a" / "b" and out.is_dir() and not any(out.iterdir())  # the probe file is gone
+
+
+@pytest.mark.parametrize("sub", ["", "below"])
+def test_writable_dir_refuses_a_file(tmp_path: Path, sub: str) -> None:
+    f = tmp_path / "results"
+    f.write_text("keep me")
+    with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
+        writable_dir(f / sub if sub else f)
+    assert f.read_text() == "keep me"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only directories")
+def test_writable_dir_refuses_a_read_only_directory(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="cannot write into output directory"):
+            writable_dir(ro / "out")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_writable_dir_reports_a_failed_write(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match="cannot write into output directory .*Read-only file system"):
+        writable_dir(tmp_path / "out")
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    f = tmp_path / "results"
+    f.write_text("keep me")
+    return f
+
+
+def test_sweep_refuses_before_solving(a_file: Path, monkeypatch) -> None:
+    import kinclose.apps.sweep as app
+
+    monkeypatch.setattr(app, "run_sweep", _never)
+    with pytest.raises(NotADirectoryError):
+        app.sweep(_cfg("sweep", f"out_dir={a_file}"))
+
+
+def test_bench_refuses_before_solving(a_file: Path, monkeypatch) -> None:
+    import kinclose.bench.shock as bench
+
+    monkeypatch.setattr(bench, "solve_model", _never)
+    with pytest.raises(NotADirectoryError):
+        bench.run(_cfg("bench", f"out_dir={a_file}"))
+
+
+def test_mach_sweep_refuses_before_solving(a_file: Path, tmp_path: Path, monkeypatch) -> None:
+    import kinclose.bench.mach as mach
+
+    monkeypatch.setattr(mach, "_solve_entry", _never)
+    with pytest.raises(NotADirectoryError):
+        mach.run_mach_sweep(_cfg("mach_sweep", f"out_dir={a_file}"), tmp_path / "cache")
+
+
+def test_pipeline_refuses_before_the_loop(a_file: Path, monkeypatch) -> None:
+    import kinclose.apps.pipeline as app
+    import kinclose.elt
+
+    monkeypatch.setattr(kinclose.elt, "run_elt", _never)
+    with pytest.raises(NotADirectoryError):
+        app.pipeline(_cfg("pipeline", f"out_dir={a_file}"))
+
+
+def test_label_refuses_before_labeling(a_file: Path, tmp_path: Path, monkeypatch) -> None:
+    import kinclose.apps.label as app
+    import kinclose.data.runner
+
+    monkeypatch.setattr(kinclose.data.runner, "label_dataset", _never)
+    with pytest.raises(NotADirectoryError):
+        app.run_label(_cfg("label", f"out_dir={a_file / 'dataset'}"), tmp_path / "run")
+
+
+SCRIPTS = {"bench_speed": "bench_speed", "boltzmann_shock": "boltzmann_shock",
+           "closure_information": "closure_information", "compare_closures": "hyperbolicity_ablation",
+           "compare_moments": "compare_moments", "elt_vs_random": "elt_vs_random", "linear_modes": "linear_modes",
+           "robustness": "robustness"}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_scripts_refuse_before_working(script: str, a_file: Path) -> None:
+    spec = importlib.util.spec_from_file_location(f"_script_{script}", ROOT / "scripts" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(NotADirectoryError):
+        module.main(_cfg(SCRIPTS[script], f"out_dir={a_file}"))
+    assert a_file.read_text() == "keep me"
