@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from kinclose.io import atomic_write_json
+from kinclose.io import atomic_write_json, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,7 @@ class Loop:
 
         check_config(cfg)
         self.cfg = cfg
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = writable_dir(root)
         ds = OmegaConf.to_container(cfg.dataset, resolve=True)
         n_pool = int(cfg.n_initial) + int(cfg.max_iterations) * int(cfg.n_candidates)
         self.pool = DatasetSpec.from_dict(dict(ds, name="elt-pool", n_tasks=n_pool))

@@ -17,7 +17,8 @@ profile's errors against this run's DVM are tabled too) and one held-out Knudsen
 levels (a DVM cell carries nv velocities). The reduced models' cost per cell·step is also measured on
 the first sweep case resampled on each of ``scaling_nx`` cells (``scaling_steps`` steps each). The first
 sweep case is preceded by an untimed warm-up run of every model (JIT, caches, thread pools). Ratios are
-against the DVM on the same problem in this run. Writes ``results/speed_table.md|.json``.
+against the DVM on the same problem in this run, for the wall (the whole call) and for the solver's own time
+(its loop, without setup and the closure diagnostics of the result). Writes ``results/speed_table.md|.json``.
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ def _extra_closures(cfg: DictConfig, model: str) -> dict[str, str]:
 
 
 def _row(problem_name: str, model: str, wall: float, cell_steps: int | None, closure: Any,
-         **extra: Any) -> dict[str, Any]:
-    """A table row; ``closure``: the run's inference time and calls (``seconds``, ``calls``) or None."""
-    row = {"problem": problem_name, "model": model, "wall_s": wall, "cell_steps": cell_steps,
+         solve: float | None = None, **extra: Any) -> dict[str, Any]:
+    """A table row; ``closure``: the run's inference time and calls (``seconds``, ``calls``) or None; ``solve``:
+    the solver's own time (its loop to t_end or the steady state: no setup, no diagnostics of the result)."""
+    row = {"problem": problem_name, "model": model, "wall_s": wall, "solve_s": solve, "cell_steps": cell_steps,
            "us_per_cell_step": 1e6 * wall / cell_steps if cell_steps else None, **extra}
     if closure is not None:
         row["inference_s"] = closure.seconds
@@ -198,7 +200,8 @@ def shock_rows(cfg: DictConfig) -> list[dict[str, Any]]:
             m = p.metrics
             newton = m.get("steady_solver") == "newton"  # counted in residual evaluations (+ a fallback's steps)
             cs = int(m["cell_steps"]) if m.get("cell_steps") and not newton else None  # NSF: an ODE solve
-            rows.append(_row(name, label, wall, cs, timing, converged=m.get("converged"), nx=m.get("nx"),
+            rows.append(_row(name, label, wall, cs, timing, m.get("solve_wall_s"), converged=m.get("converged"),
+                             nx=m.get("nx"),
                              nv=m.get("nv"), cell_residual_evals=m.get("cell_residual_evals"),
                              fallback_cell_steps=m.get("cell_steps") if newton else None,
                              walls_s=[r[0] for r in runs]))
@@ -228,7 +231,8 @@ def sweep_rows(cfg: DictConfig) -> list[dict[str, Any]]:
                 f = run_model(model, prob, **o)
                 wall = time.perf_counter() - t0
                 steps = f.stats.get("steps")
-                rows.append(_row(name, label, wall, int(steps) * prob.nx if steps else None, cl, nx=prob.nx))
+                rows.append(_row(name, label, wall, int(steps) * prob.nx if steps else None, cl, f.stats.get("wall_s"),
+                                 nx=prob.nx))
     return rows
 
 
@@ -257,29 +261,37 @@ def scaling_rows(cfg: DictConfig) -> list[dict[str, Any]]:
                     solver.step()
                 wall = time.perf_counter() - t0
                 rows.append(_row(f"{int(cfg.scaling_steps)} steps, {int(nx)} cells", label, wall,
-                                 int(cfg.scaling_steps) * int(nx), cl, nx=int(nx)))
+                                 int(cfg.scaling_steps) * int(nx), cl, wall, nx=int(nx)))
     return rows
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     repeats = meta.get("shock_repeats", 1)
     runs = "one run" if repeats == 1 else f"one run; shock rows: the median of {repeats} runs in a row"
-    lines = [f"Speed table: {meta['cores']} CPU cores, {runs} ({meta['date']}). Cost = wall / (cells × steps), "
-             "summed over grid levels (a DVM cell carries nv velocity nodes); ratio = model wall / DVM wall on the same problem; inference share = "
-             "time inside the closure networks / wall. Shock: x in λ1, steady state to the drift-corrected "
-             "residual tol (\"newton\": the implicit steady solver, counted in residual evaluations on all cells, "
-             "a Jacobian being 5 (3 + M) + 1 of them); sweep: ε = λ_ref/L, one held-out case to t_end.", "",
-             "| problem | model | wall (s) | cells×steps | µs per cell·step | wall / DVM | inference share |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [(f"Speed table: {meta['cores']} CPU cores, {runs} ({meta['date']}). Cost = wall / (cells × steps), "
+              "summed over grid levels (a DVM cell carries nv velocity nodes); ratio = model wall / DVM wall on the "
+              "same problem; inference share = time inside the closure networks / wall; solve = the solver's own "
+              "time (its loop to t_end or to the steady state), without the setup and the diagnostics of the result "
+              "that wall includes. Shock: x in λ1, steady state to the drift-corrected residual tol (\"newton\": the "
+              "implicit steady solver, counted in residual evaluations on all cells, a Jacobian being 5 (3 + M) + 1 "
+              "of them); sweep: ε = λ_ref/L, one held-out case to t_end."), "",
+             ("| problem | model | wall (s) | solve (s) | cells×steps | µs per cell·step | wall / DVM | solve / DVM "
+              "| inference share |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     dvm = {r["problem"]: r["wall_s"] for r in rows if r["model"] == "dvm"}
+    dvm_solve = {r["problem"]: r.get("solve_s") for r in rows if r["model"] == "dvm"}
     for r in rows:
         cs = (f"{r['cell_steps']:,}" if r["cell_steps"] else "— (ODE)" if r["model"] == "nsf"
               else f"— ({r['cell_residual_evals']:,} cell·residuals{_fallback(r)})" if r.get("cell_residual_evals")
               else "—")
         us = f"{r['us_per_cell_step']:.2f}" if r["us_per_cell_step"] else "—"
         ratio = f"{r['wall_s'] / dvm[r['problem']]:.2f}" if r["problem"] in dvm else "—"
+        solve = f"{r['solve_s']:.2f}" if r.get("solve_s") is not None else "—"
+        ref = dvm_solve.get(r["problem"])
+        solve_ratio = f"{r['solve_s'] / ref:.2f}" if r.get("solve_s") is not None and ref else "—"
         share = f"{100 * r['inference_share']:.0f} %" if "inference_share" in r else "—"
-        lines.append(f"| {r['problem']} | {r['model']} | {r['wall_s']:.2f} | {cs} | {us} | {ratio} | {share} |")
+        lines.append(f"| {r['problem']} | {r['model']} | {r['wall_s']:.2f} | {solve} | {cs} | {us} | {ratio} | "
+                     f"{solve_ratio} | {share} |")
     speedups, distilled = [], []
     for prob in dict.fromkeys(r["problem"] for r in rows):
         by = {r["model"]: r["wall_s"] for r in rows if r["problem"] == prob}

@@ -46,11 +46,15 @@ def test_bench_speed_shock_with_newton_rows(tmp_path: Path) -> None:
     for r in rows.values():  # three runs each; the row is the median one
         assert len(r["walls_s"]) == 3 and r["wall_s"] == sorted(r["walls_s"])[1]
     assert 0 < newton["inference_s"] < newton["wall_s"]
+    for r in rows.values():  # the solver's own time: part of the wall, without setup and diagnostics
+        assert 0 < r["solve_s"] <= r["wall_s"]
     for r in (newton, march):
         assert set(r["errors_L2"]) == {"rho", "u", "T", "sigma", "q"}
         assert 0 < r["errors_L2"]["rho"] < 0.2  # a Mach 2 shock on a coarse grid, not a jump
     md = (tmp_path / "speed_table.md").read_text()
     assert "cell·residuals)" in md and "| shock M2 | mlc newton (float64) |" in md
+    ratio = newton["solve_s"] / rows["dvm"]["solve_s"]
+    assert f"| {newton['solve_s']:.2f} |" in md and f"| {ratio:.2f} |" in md and "| solve / DVM |" in md
     assert "Shock profiles against this run's DVM" in md and "the median of 3 runs in a row" in md
 
 

@@ -108,6 +108,13 @@ def test_label_refuses_before_labeling(a_file: Path, tmp_path: Path, monkeypatch
         app.run_label(_cfg("label", f"out_dir={a_file / 'dataset'}"), tmp_path / "run")
 
 
+def test_elt_refuses_a_file_as_its_root(a_file: Path) -> None:
+    from kinclose.elt import Loop
+
+    with pytest.raises(NotADirectoryError):
+        Loop(_cfg("elt"), a_file)
+
+
 SCRIPTS = {"bench_speed": "bench_speed", "boltzmann_shock": "boltzmann_shock",
            "closure_information": "closure_information", "compare_closures": "hyperbolicity_ablation",
            "compare_moments": "compare_moments", "elt_vs_random": "elt_vs_random", "linear_modes": "linear_modes",
