@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from kinclose.bench.sweep import coarsen
+from kinclose.bench.sweep import check_models, coarsen
 from kinclose.data.label import cell_centres
 from kinclose.models import run_model
 from kinclose.physics import GAMMA, mu_ref_for_knudsen
@@ -127,6 +127,7 @@ def run_linear_modes(kns: list[float], models: dict[str, dict[str, Any]], nx: in
         raise ValueError(f"need t_end > 0 and nx >= 8, got t_end={t_end!r}, nx={nx!r}")
     if not kns:
         raise ValueError("kns is empty: give at least one Knudsen number, e.g. kns=[0.01]")
+    check_models(models, reference)
     names = [reference] + [n for n in models if n != reference]
     table: dict[str, Any] = {"kns": list(kns), "modes": list(modes), "nx": nx, "t_end": t_end, "amplitude": a,
                              "navier_stokes": [navier_stokes_rate(k) for k in kns], "reference": reference,

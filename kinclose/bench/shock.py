@@ -128,11 +128,17 @@ def profile_row(prof: ShockProfile, wall_s: float) -> dict:
 
 def check_config(cfg: DictConfig) -> dict[str, dict]:
     """Raise a clear error for a benchmark config no run can use (Mach ≤ 1, reference not among the models,
-    unknown models or options); returns each model's options. Called before anything is solved."""
+    unknown models or options, a closure or source checkpoint that cannot be loaded); returns each model's
+    options. Called before anything is solved."""
+    from kinclose.reduced.run import check_checkpoints
+
     rankine_hugoniot(float(cfg.mach))
     if cfg.reference not in cfg.models:
         raise ValueError(f"the reference {cfg.reference!r} must be one of models {list(cfg.models)}")
-    return {name: model_options(cfg, name) for name in cfg.models}
+    options = {name: model_options(cfg, name) for name in cfg.models}
+    for opts in options.values():
+        check_checkpoints(opts)
+    return options
 
 
 def run(cfg: DictConfig) -> dict:

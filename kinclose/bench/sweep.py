@@ -79,6 +79,18 @@ def errors(f: Fields, ref: Fields) -> dict[str, float]:
     }
 
 
+def check_models(models: dict[str, dict[str, Any]], reference: str) -> None:
+    """Raise before any solve for an unknown model (``models`` entries may name theirs in ``model``) or a
+    checkpoint in a model's options that cannot be loaded (:func:`kinclose.reduced.run.check_checkpoints`)."""
+    from kinclose.models import get_model
+    from kinclose.reduced.run import check_checkpoints
+
+    get_model(reference)
+    for name, opts in models.items():
+        get_model(opts.get("model", name))
+        check_checkpoints(opts)
+
+
 def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int, seed: int, nx: int,
               t_end: float, kinds: list[str], reference: str = "dvm",
               reference_options: dict[str, Any] | None = None, reference_refine: int = 4) -> dict[str, Any]:
@@ -90,6 +102,7 @@ def run_sweep(kns: list[float], models: dict[str, dict[str, Any]], n_cases: int,
     if nx < 4 or n_cases < 1 or reference_refine < 1:
         raise ValueError(f"need nx >= 4, n_cases >= 1 and reference_refine >= 1; got nx={nx}, n_cases={n_cases}, "
                          f"reference_refine={reference_refine}")
+    check_models(models, reference)
 
     table: dict[str, Any] = {"kns": list(kns), "models": {}, "failures": [], "cases": []}
     for name in models:

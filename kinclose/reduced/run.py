@@ -50,6 +50,17 @@ def load_source(source: Any) -> Any:
     return LearnedSource.from_checkpoint(resolve_source(source))
 
 
+def check_checkpoints(options: dict[str, Any]) -> None:
+    """Load once every checkpoint that a reduced model's ``options`` name (``closure``, ``jacobian_closure``,
+    ``source``): a missing, corrupt or mismatched file then stops a benchmark or sweep before its first solve,
+    instead of being recorded as a failure of the model. Objects, None and "auto" pass unchecked."""
+    for key in ("closure", "jacobian_closure"):
+        value = options.get(key)
+        if isinstance(value, (str, Path)) and value != "auto":
+            load_closure(value)
+    load_source(options.get("source"))
+
+
 def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[str, Any]:
     """Reported, never acted upon, for closures that provide them (learned / Hermite): the fraction of
     states outside the training range of W, the fraction of complex eigenvalues of the closed-flux

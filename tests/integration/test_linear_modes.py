@@ -29,6 +29,8 @@ def test_amplitude_and_modes():
         run_linear_modes([0.1], {}, nx=16, t_end=0.1, a=0.5)
     with pytest.raises(ValueError, match="kns is empty"):
         run_linear_modes([], {}, nx=16, t_end=0.1, a=1e-3)
+    with pytest.raises(FileNotFoundError, match="no shipped closure 'nosuch'"):  # before any solve
+        run_linear_modes([0.1], {"mlc": {"closure": "pretrained:nosuch"}}, nx=16, t_end=0.1, a=1e-3)
 
 
 def test_solvers_reproduce_the_grid_free_linear_theory_at_eps_1():

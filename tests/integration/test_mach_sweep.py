@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 
 import kinclose.bench.mach as mach_mod
 from kinclose.bench.mach import run_mach_sweep
+from kinclose.closure.train import ClosureCheckpointError
 from kinclose.shockprofile import FIELDS
 
 # a coarse kinetic reference: ~1 s per Mach number; one numba thread (robust when the cores are shared)
@@ -122,10 +123,12 @@ def _no_solve(*args, **kwargs):
 @pytest.mark.parametrize("override, error, word", [("+overrides.nsf.nxx=3", KeyError, "nxx"),
                                                    ("mach_overrides=[{mach: 2.0, dvm: {nvv: 3}}]", KeyError, "nvv"),
                                                    ("machs=[]", ValueError, "machs is empty"),
-                                                   ("models=[dvm,foo]", ValueError, "unknown model 'foo'")])
+                                                   ("models=[dvm,foo]", ValueError, "unknown model 'foo'"),
+                                                   ("+overrides.mlc.closure=/nonexistent/closure.pt", ClosureCheckpointError,
+                                                    "closure checkpoint /nonexistent/closure.pt does not exist")])
 def test_bad_options_raise_before_solving(tmp_path, monkeypatch, override, error, word):
     monkeypatch.setattr(mach_mod, "solve_model", _no_solve)
-    cfg = _cfg(tmp_path, ["machs=[1.5,2.0]", "models=[dvm,nsf]", override])
+    cfg = _cfg(tmp_path, ["machs=[1.5,2.0]", "models=[dvm,nsf,mlc]", override])
     with pytest.raises(error, match=word):
         run_mach_sweep(cfg, tmp_path / "cache")
 
@@ -137,7 +140,10 @@ def test_kinclose_bench_refuses_unknown_models_and_options_before_solving(tmp_pa
 
     monkeypatch.setattr(shock_mod, "solve_model", _no_solve)
     for override, error, word in (("models=[dvm,foo]", ValueError, "unknown model 'foo'"),
-                                  ("+overrides.mlc.bogus=1", KeyError, "bogus")):
+                                  ("+overrides.mlc.bogus=1", KeyError, "bogus"),
+                                  ("+overrides.mlc.closure=/nonexistent/closure.pt", ClosureCheckpointError, "does not exist"),
+                                  ("+overrides.hermmlc.closure=pretrained:nosuch", FileNotFoundError,
+                                   "no shipped closure 'nosuch'")):
         with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
             cfg = compose(config_name="bench", overrides=[f"out_dir={tmp_path}", override])
         with pytest.raises(error, match=word):

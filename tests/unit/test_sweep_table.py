@@ -69,3 +69,26 @@ def test_run_sweep_refuses_an_empty_grid_or_no_cases() -> None:
         kw = {"nx": 16, "n_cases": 2, "reference_refine": 1} | bad
         with pytest.raises(ValueError, match="need nx >= 4, n_cases >= 1"):
             run_sweep([0.1], {"euler": {}}, seed=0, t_end=0.01, kinds=["waves"], **kw)
+
+
+def test_run_sweep_refuses_unknown_models_and_unreadable_checkpoints_before_solving(tmp_path, monkeypatch) -> None:
+    """A closure that cannot be loaded is a config error, not a failure of the model to tabulate."""
+    import pytest
+
+    import kinclose.bench.sweep as sweep_mod
+    from kinclose.closure.train import ClosureCheckpointError
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model ran before the models were checked")
+
+    monkeypatch.setattr(sweep_mod, "run_model", never)
+    corrupt = tmp_path / "closure.pt"
+    corrupt.write_text("not a checkpoint")
+    kw = {"seed": 0, "nx": 16, "t_end": 0.01, "kinds": ["waves"], "n_cases": 1}
+    for models, reference, error, word in (
+            ({"mlc": {"closure": str(tmp_path / "missing.pt")}}, "dvm", ClosureCheckpointError, "does not exist"),
+            ({"mlc": {"closure": str(corrupt)}}, "dvm", ClosureCheckpointError, "corrupted or truncated"),
+            ({"learned": {"model": "mlcc", "closure": "pretrained:mlc_small"}}, "dvm", KeyError, "unknown model"),
+            ({"euler": {}}, "dvmm", KeyError, "unknown model 'dvmm'")):
+        with pytest.raises(error, match=word):
+            sweep_mod.run_sweep([0.1], models, reference=reference, **kw)
