@@ -20,6 +20,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from kinclose.apps import check_ints
 from kinclose.data.initial import ICRanges, evaluate, sample_initial
 from kinclose.io import atomic_savefig, atomic_write_json
 from kinclose.models import run_model
@@ -48,14 +49,11 @@ def solve(cfg: DictConfig, run_dir: str | Path) -> dict:
     from kinclose.bench.sweep import coarsen, errors
 
     run_dir = Path(run_dir)
-    nx = int(cfg.nx)
-    if nx < 4:
-        raise ValueError(f"nx must be >= 4, got {nx}")
+    check_ints(cfg, {"nx": 4, "reference_refine": 1, "ic.seed": 0})
+    nx = cfg.nx
     name = str(cfg.model.name)
     ref_name = None if cfg.get("reference") is None else str(cfg.reference)
-    refine = int(cfg.get("reference_refine", 1))
-    if refine < 1:
-        raise ValueError(f"reference_refine must be >= 1, got {refine}")
+    refine = cfg.reference_refine
     others = list(dict.fromkeys(str(m) for m in cfg.get("compare", []) if str(m) not in (name, ref_name)))
     runs = {m: model_options(m) for m in ([ref_name] if ref_name not in (None, name) else []) + others}
     x = -0.5 + (np.arange(nx) + 0.5) / nx

@@ -10,6 +10,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from kinclose.apps import check_ints
 from kinclose.bench.sweep import markdown, plot, run_sweep
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def sweep(cfg: DictConfig) -> dict:
+    check_ints(cfg, {"nx": 4, "n_cases": 1, "seed": 0, "reference_refine": 1})
     models = OmegaConf.to_container(cfg.models, resolve=True)
     out = writable_dir(cfg.out_dir)
     table = run_sweep(list(cfg.kns), models, int(cfg.n_cases), int(cfg.seed), int(cfg.nx), float(cfg.t_end),

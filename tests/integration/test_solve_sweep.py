@@ -82,7 +82,11 @@ def test_solve_rejects_an_unknown_compared_model(tmp_path):
     assert not any(tmp_path.iterdir())  # refused before anything ran or was written
 
 
-@pytest.mark.parametrize("override, message", [("nx=0", "nx must be >= 4"), ("omega=3", "omega must lie in")])
+@pytest.mark.parametrize("override, message", [("nx=0", "nx must be an integer >= 4, got 0"),
+                                               ("nx=64.5", "nx must be an integer >= 4, got 64.5"),
+                                               ("ic.seed=-1", "ic.seed must be an integer >= 0"),
+                                               ("reference_refine=1.5", "reference_refine must be an integer >= 1"),
+                                               ("omega=3", "omega must lie in")])
 def test_solve_rejects_a_bad_grid_or_gas_before_running(tmp_path, override, message):
     from kinclose.apps.solve import solve
 
@@ -98,6 +102,23 @@ def test_solve_cli_rejects_unknown_option(tmp_path):
     r = subprocess.run([EXE, "model=dvm", "model.options.nvv=3", f"hydra.run.dir={tmp_path}"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "nvv" in r.stderr
+
+
+@pytest.mark.parametrize("override, message", [("nx=16.5", "nx must be an integer >= 4, got 16.5"),
+                                               ("n_cases=0", "n_cases must be an integer >= 1, got 0"),
+                                               ("seed=1.5", "seed must be an integer >= 0")])
+def test_sweep_rejects_non_integer_sizes_before_running(tmp_path, monkeypatch, override, message):
+    import kinclose.apps.sweep as app
+
+    def never(*args, **kwargs):
+        raise AssertionError("the sweep ran before its sizes were checked")
+
+    monkeypatch.setattr(app, "run_sweep", never)
+    with initialize_config_module(config_module="kinclose.conf", version_base="1.3"):
+        cfg = compose(config_name="sweep", overrides=[override, f"out_dir={tmp_path / 'out'}"])
+    with pytest.raises(ValueError, match=message):
+        sweep(cfg)
+    assert not any(tmp_path.iterdir())
 
 
 def test_sweep_tiny(tmp_path):
