@@ -36,8 +36,8 @@ class VelocityGrid:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.v_min) and np.isfinite(self.v_max) and self.v_max > self.v_min):
             raise ValueError(f"velocity grid needs finite v_min < v_max, got [{self.v_min}, {self.v_max}]")
-        if self.nv < 8:
-            raise ValueError(f"velocity grid needs nv >= 8, got {self.nv}")
+        if not (isinstance(self.nv, (int, np.integer)) and not isinstance(self.nv, bool) and self.nv >= 8):
+            raise ValueError(f"velocity grid needs an integer nv >= 8, got {self.nv!r}")
 
     @property
     def dv(self) -> float:
@@ -54,7 +54,7 @@ class VelocityGrid:
         T = np.asarray(T, dtype=float).ravel()
         check_state(np.ones_like(T), u, T, where="velocity-grid states")
         s = width * np.sqrt(T)
-        return cls(float(np.min(u - s)), float(np.max(u + s)), int(nv))
+        return cls(float(np.min(u - s)), float(np.max(u + s)), nv)
 
     def maxwellian_errors(self, rho: ArrayLike, u: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray]:
         """Relative mass and energy errors of each state's Maxwellian on this grid.

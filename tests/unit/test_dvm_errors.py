@@ -37,6 +37,15 @@ def test_grid_too_coarse_names_the_fix():
         s.set_maxwellian(np.ones(8), np.zeros(8), np.full(8, 0.2))
 
 
+@pytest.mark.parametrize("nv", [7, 64.5, True])
+def test_velocity_grid_needs_an_integer_number_of_nodes(nv):
+    with pytest.raises(ValueError, match="integer nv >= 8"):
+        VelocityGrid(-8.0, 8.0, nv)
+    assert VelocityGrid(-8.0, 8.0, np.int64(16)).nv == 16
+    with pytest.raises(ValueError, match="integer nv >= 8, got 64.5"):  # the solvers' path, not truncated
+        VelocityGrid.for_states([0.0], [1.0], 64.5)
+
+
 def test_grid_check_during_run():
     """Data that heat up beyond the grid are caught while running, not silently clipped."""
     nx = 16
