@@ -33,6 +33,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from kinclose.apps import check_ints
 from kinclose.apps.shock import get_shock_solver
 from kinclose.bench.shock import field_errors, model_options
 from kinclose.bench.sweep import make_cases, problem
@@ -320,6 +321,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 def main(cfg: DictConfig) -> None:
     if int(cfg.shock_repeats) < 1:
         raise ValueError(f"shock_repeats must be >= 1, got {cfg.shock_repeats}")
+    check_ints(cfg, {"shock_repeats": 1, "sweep_nx": 4, "sweep_seed": 0, "scaling_steps": 1})
     out = writable_dir(cfg.out_dir)
     rows = sweep_rows(cfg) + shock_rows(cfg) + scaling_rows(cfg)  # the sweep's warm-up also loads the DVM kernels
     meta = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "shock_repeats": int(cfg.shock_repeats)}

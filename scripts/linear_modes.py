@@ -13,6 +13,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from kinclose.apps import check_ints
 from kinclose.bench.linear import linear_theory, markdown, plot, run_linear_modes
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
 
@@ -21,6 +22,7 @@ log = logging.getLogger("linear_modes")
 
 @hydra.main(version_base="1.3", config_path="pkg://kinclose.conf", config_name="linear_modes")
 def main(cfg: DictConfig) -> None:
+    check_ints(cfg, {"nx": 8, "reference_refine": 1})
     out = writable_dir(cfg.out_dir)
     table = run_linear_modes([float(k) for k in cfg.kns], OmegaConf.to_container(cfg.models, resolve=True),
                              int(cfg.nx), float(cfg.t_end), float(cfg.amplitude), tuple(cfg.modes), str(cfg.reference),

@@ -21,6 +21,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from kinclose.apps import check_ints
 from kinclose.data.initial import ICRanges, evaluate, sample_initial, sample_kn
 from kinclose.io import atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import PhysicalStateError, mu_ref_for_knudsen
@@ -58,6 +59,7 @@ def main(cfg: DictConfig) -> None:
         raise ValueError(f"need n_cases >= 1, nx >= 4, horizon_factor > 0, t_train > 0 and at least one kind; got "
                          f"n_cases={cfg.n_cases}, nx={cfg.nx}, horizon_factor={cfg.horizon_factor}, "
                          f"t_train={cfg.t_train}, kinds={list(cfg.kinds)}")
+    check_ints(cfg, {"n_cases": 1, "nx": 4, "seed": 0})
     out = writable_dir(cfg.out_dir)
     cl = load_closure(str(cfg.closure), float(cfg.xi_max))
     nx = int(cfg.nx)

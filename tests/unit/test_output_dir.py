@@ -1,5 +1,6 @@
-"""An unusable ``out_dir`` (a file, a path under a file, a read-only directory) stops every app and script
-before its first solve, not after the work is done (``kinclose.io.writable_dir``)."""
+"""An unusable ``out_dir`` (a file, a path under a file, a read-only directory) or a non-integer size stops every
+app and script before its first solve, not after the work is done (``kinclose.io.writable_dir``,
+``kinclose.apps.check_ints``)."""
 
 import importlib.util
 import os
@@ -121,11 +122,24 @@ SCRIPTS = {"bench_speed": "bench_speed", "boltzmann_shock": "boltzmann_shock",
            "robustness": "robustness"}
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_scripts_refuse_before_working(script: str, a_file: Path) -> None:
-    spec = importlib.util.spec_from_file_location(f"_script_{script}", ROOT / "scripts" / f"{script}.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_scripts_refuse_before_working(script: str, a_file: Path) -> None:
     with pytest.raises(NotADirectoryError):
-        module.main(_cfg(SCRIPTS[script], f"out_dir={a_file}"))
+        _script(script).main(_cfg(SCRIPTS[script], f"out_dir={a_file}"))
     assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("script, override", [("robustness", "nx=16.5"), ("linear_modes", "nx=32.5"),
+                                              ("bench_speed", "sweep_nx=16.5")])
+def test_scripts_refuse_non_integer_sizes(script: str, override: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="must be an integer"):
+        _script(script).main(_cfg(SCRIPTS[script], override, f"out_dir={out}"))
+    assert not out.exists()
