@@ -29,6 +29,7 @@ from kinclose.bench.shock import field_errors, model_options, solve_model
 from kinclose.bench.sweep import FIELDS, error_rows, paired, run_sweep
 from kinclose.io import atomic_write_json, atomic_write_text, writable_dir
 from kinclose.physics import rankine_hugoniot
+from kinclose.reduced.run import check_checkpoints
 from kinclose.reduced.shock import TIME_MARCHED
 
 log = logging.getLogger("compare_closures")
@@ -173,6 +174,8 @@ def main(cfg: DictConfig) -> None:
         if set(o) - valid:
             raise KeyError(f"closure {name!r}: unknown option(s) {sorted(set(o) - valid)}; valid: {sorted(valid)}")
     out = writable_dir(cfg.out_dir)
+    for path in closures.values():  # before the reference DVM shock
+        check_checkpoints({"closure": path})
     states = {m: dataset_states(cfg, m) for m in set(moments.values())}
     shock = rankine_hugoniot(float(cfg.mach))
     ref, ref_row = solve_model(shock, "dvm", collision="bgk", omega=0.5, options=model_options(base, "dvm"))

@@ -143,3 +143,14 @@ def test_scripts_refuse_non_integer_sizes(script: str, override: str, tmp_path: 
     with pytest.raises(ValueError, match="must be an integer"):
         _script(script).main(_cfg(SCRIPTS[script], override, f"out_dir={out}"))
     assert not out.exists()
+
+
+def test_compare_closures_refuses_a_missing_closure_before_the_reference_shock(tmp_path: Path, monkeypatch) -> None:
+    from kinclose.closure.train import ClosureCheckpointError
+
+    module = _script("compare_closures")
+    monkeypatch.setattr(module, "solve_model", _never)
+    monkeypatch.setattr(module, "dataset_states", _never)
+    with pytest.raises(ClosureCheckpointError, match="does not exist"):
+        module.main(_cfg("hyperbolicity_ablation", "closures.0.path=/nonexistent/closure.pt",
+                         f"out_dir={tmp_path / 'out'}"))
