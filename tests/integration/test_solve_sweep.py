@@ -97,6 +97,40 @@ def test_solve_rejects_a_bad_grid_or_gas_before_running(tmp_path, override, mess
     assert not any(tmp_path.iterdir())
 
 
+def _solve_cfg(*overrides):
+    with initialize_config_module(config_module="kinclose.conf.solve", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_solve_riemann_problem_is_sods_shock_tube_between_reservoirs(tmp_path):
+    """ic.kind=riemann: Euler at ε = 1e-3 on 200 cells is within 2.5 % (L1) of the exact Riemann solution of the
+    default (Sod) states, NSF within 3 % (L2) of the DVM, and the figure and metrics name the problem."""
+    from kinclose.apps.solve import solve
+    from kinclose.macro.riemann import cell_averages
+    from kinclose.macro.riemann import solve as riemann
+
+    m = solve(_solve_cfg("model=euler", "ic.kind=riemann", "kn=1e-3", "nx=200", "compare=[nsf]"), tmp_path)
+    assert m["bc"] == "reservoir" and m["ic"] == {"kind": "riemann", "left": [1.0, 0.0, 1.0],
+                                                     "right": [0.125, 0.0, 0.8], "x0": 0.0}
+    f = np.loadtxt(tmp_path / "fields.csv", delimiter=",", skiprows=1)
+    rho, u, p = cell_averages(riemann(1.0, 0.0, 1.0, 0.125, 0.0, 0.1), np.linspace(-0.5, 0.5, 201), 0.1)
+    for got, exact in ((f[:, 1], rho), (f[:, 2], u), (f[:, 3], p / rho)):
+        assert np.mean(np.abs(got - exact)) / np.mean(np.abs(exact) + 1e-300) < 0.025
+    assert all(v < 0.03 for v in m["errors"]["nsf"].values())  # NSF against the DVM near the continuum limit
+    assert (tmp_path / "fields.png").exists()
+
+
+@pytest.mark.parametrize("override, message", [("ic.left=[1,0]", "ic.left must be three numbers"),
+                                               ("ic.right=[1,0,x]", "ic.right must be three numbers"),
+                                               ("ic.right=[1,0,-1]", "T must be > 0")])
+def test_solve_riemann_refuses_bad_states(tmp_path, override, message):
+    from kinclose.apps.solve import solve
+
+    with pytest.raises(ValueError, match=message):
+        solve(_solve_cfg("model=euler", "ic.kind=riemann", override), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(EXE is None, reason="kinclose-solve not installed")
 def test_solve_cli_rejects_unknown_option(tmp_path):
     r = subprocess.run([EXE, "model=dvm", "model.options.nvv=3", f"hydra.run.dir={tmp_path}"],
