@@ -84,7 +84,7 @@ def test_bench_refuses_before_solving(a_file: Path, monkeypatch) -> None:
 
 
 def test_mach_sweep_refuses_before_solving(a_file: Path, tmp_path: Path, monkeypatch) -> None:
-    import kinclose.bench.mach as mach
+    from kinclose.bench import mach
 
     monkeypatch.setattr(mach, "_solve_entry", _never)
     with pytest.raises(NotADirectoryError):
