@@ -1,6 +1,6 @@
-"""An unusable ``out_dir`` (a file, a path under a file, a read-only directory) or a non-integer size stops every
-app and script before its first solve, not after the work is done (``kinclose.io.writable_dir``,
-``kinclose.apps.check_ints``)."""
+"""Atomic writes keep the usual file permissions and never leave a partial file; an unusable ``out_dir`` (a file, a
+path under a file, a read-only directory) or a non-integer size stops every app and script before its first solve,
+not after the work is done (``kinclose.io.writable_dir``, ``kinclose.apps.check_ints``)."""
 
 import importlib.util
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from kinclose.io import writable_dir
+from kinclose.io import FILE_MODE, atomic_write, atomic_write_text, writable_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +21,33 @@ def _cfg(name: str, *overrides: str):
 
 def _never(*args, **kwargs):
     raise AssertionError("work started before the output directory was checked")
+
+
+def test_atomic_write_gives_the_permissions_open_would(tmp_path: Path) -> None:
+    """Not the owner-only 0600 of the temporary file (every dataset, checkpoint and result was 0600)."""
+    new = atomic_write_text(tmp_path / "new.json", "{}")
+    assert new.stat().st_mode & 0o777 == FILE_MODE
+    with open(tmp_path / "plain.json", "w") as fh:
+        fh.write("{}")
+    assert FILE_MODE == (tmp_path / "plain.json").stat().st_mode & 0o777
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    atomic_write_text(kept, "new")
+    assert kept.read_text() == "new" and kept.stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "table.md"
+    target.write_text("old")
+
+    def crash(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        atomic_write(target, crash)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
 
 
 def test_writable_dir_creates_nested_directories(tmp_path: Path) -> None:
