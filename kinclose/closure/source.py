@@ -516,7 +516,8 @@ def train_source(cfg: Any, run_dir: str | Path | None = None) -> dict:
     workers = member_workers(st.get("workers", 1), ens.K, cfg.get("threads"))
     if workers > 1:
         log.info("fitting %d source members in %d processes", ens.K, workers)
-    hists = fit_members(list(ens.members), tr, va, jobs, workers, cfg.get("threads"), fit=fit_source_member)
+    hists = fit_members(list(ens.members), tr, va, jobs, workers, cfg.get("threads"), fit=fit_source_member,
+                        resume_dir=run_dir / "members")
     ens.eval()
     p_va, v_va = predict_source(ens, W[iva])
     p_tr, v_tr = predict_source(ens, W[itr])

@@ -42,7 +42,7 @@ from kinclose.closure.checkpoint import load_ensemble_checkpoint, save_ensemble_
 from kinclose.closure.targets import QUADRATURES, ClosureTargets, FrameSampling, build_targets, identity_defect
 from kinclose.conf import reject_unknown_keys
 from kinclose.data.schema import sha256_file
-from kinclose.io import atomic_savefig, atomic_write_json
+from kinclose.io import atomic_savefig, atomic_write, atomic_write_json
 from kinclose.moments.train import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -365,34 +365,116 @@ def _fit_member_in_process(fit: Callable, member: Any, train: Any, val: Any, thr
     return _to(member.state_dict(), "cpu"), hist
 
 
+def _feed(h: Any, obj: Any) -> None:
+    """Feed ``obj`` (tensors, arrays, dataclasses, mappings, sequences, scalars) into the hash ``h``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor | np.ndarray):
+        a = obj.detach().cpu().contiguous().numpy() if isinstance(obj, torch.Tensor) else np.ascontiguousarray(obj)
+        h.update(f"array {a.dtype} {a.shape}:".encode())
+        h.update(a.tobytes())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(type(obj).__name__.encode())
+        _feed(h, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k in sorted(obj, key=str):
+            h.update(repr(k).encode())
+            _feed(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, list | tuple):
+        h.update(b"[")
+        for x in obj:
+            _feed(h, x)
+        h.update(b"]")
+    else:
+        h.update(repr(obj).encode())
+
+
+def member_key(member: Any, train: Any, val: Any, job: dict, fit: Callable) -> str:
+    """SHA-256 of everything a member's fit depends on: the package's code, the fit function, the member's initial
+    weights and device, the training and validation data and the fit's options."""
+    import hashlib
+
+    from kinclose.bench.mach import source_digest
+
+    h = hashlib.sha256(source_digest().encode())
+    h.update(f"{fit.__module__}.{fit.__qualname__} on {next(member.parameters()).device}".encode())
+    _feed(h, [member.state_dict(), train, val, job])
+    return h.hexdigest()
+
+
+def _load_fitted(path: Path, key: str) -> dict | None:
+    """The cached fit (``state``, ``hist``) of a member at ``path`` if it was made with ``key``; None otherwise
+    (missing, unreadable or made for other inputs: that member is fitted again)."""
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 — a damaged cache only costs a refit
+        log.warning("ignoring the unreadable fitted-member file %s (%s: %s)", path, type(exc).__name__, exc)
+        return None
+    return obj if isinstance(obj, dict) and obj.get("key") == key else None
+
+
+def _save_fitted(path: Path, key: str, member: Any, hist: dict) -> None:
+    import torch
+
+    state = {k: v.detach().cpu() for k, v in member.state_dict().items()}
+    atomic_write(path, lambda tmp: torch.save({"key": key, "state": state, "hist": hist}, tmp))
+
+
 def fit_members(members: list, train: Any, val: Any, jobs: list[dict], workers: int = 1,
-                threads: int | None = None, fit: Callable | None = None) -> list[dict]:
+                threads: int | None = None, fit: Callable | None = None,
+                resume_dir: str | Path | None = None) -> list[dict]:
     """Fit every member (``fit(member, train, val, **jobs[i])``, by default :func:`fit_member`; another stage
     passes its own module-level fit, e.g. ``source.fit_source_member``) and return their histories; with
     ``workers`` > 1 that many spawned processes (``threads`` torch threads each, default 1) fit them side by side on
     the device of the members, and the fitted weights are loaded back into ``members``. A member's fit depends only
     on its seed, so the result is that of ``workers=1`` with the same thread count (on a GPU up to the order of
-    its floating-point reductions)."""
+    its floating-point reductions).
+
+    ``resume_dir``: each fitted member is written there (``member_<i>.pt``, atomically, with :func:`member_key` of
+    its inputs), and a member whose file holds the key of the same inputs is loaded instead of fitted, so a rerun
+    of a killed stage fits only the members it had not finished."""
     fit = fit_member if fit is None else fit
-    if workers <= 1 or len(members) <= 1:
-        return [fit(m, train, val, **kw) for m, kw in zip(members, jobs, strict=True)]
+    resume = None if resume_dir is None else Path(resume_dir)
+    keys = [member_key(m, train, val, kw, fit) if resume else None for m, kw in zip(members, jobs, strict=True)]
+    hists: list[dict | None] = [None] * len(members)
+    for i, (m, kw, key) in enumerate(zip(members, jobs, keys, strict=True)):
+        done = _load_fitted(resume / f"member_{i}.pt", key) if resume else None
+        if done is not None:
+            m.load_state_dict(done["state"])
+            hists[i] = done["hist"]
+            log.info("%s: fitted by an earlier run, loaded from %s", kw.get("name", "member"), resume)
+    todo = [i for i, h in enumerate(hists) if h is None]
+
+    def finish(i: int, hist: dict) -> None:
+        hists[i] = hist
+        if resume:
+            _save_fitted(resume / f"member_{i}.pt", keys[i], members[i], hist)
+
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            finish(i, fit(members[i], train, val, **jobs[i]))
+        return hists
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     device = next(members[0].parameters()).device
     train_cpu, val_cpu = _to(train, "cpu"), _to(val, "cpu")
-    hists = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_fit_member_in_process, fit, m.to("cpu"), train_cpu, val_cpu, int(threads or 1),
-                               _to(kw, "cpu"), str(device))
-                   for m, kw in zip(members, jobs, strict=True)]
-        for m, kw, fut in zip(members, jobs, futures, strict=True):
+        futures = {i: pool.submit(_fit_member_in_process, fit, members[i].to("cpu"), train_cpu, val_cpu,
+                                  int(threads or 1), _to(jobs[i], "cpu"), str(device)) for i in todo}
+        for i, fut in futures.items():
             state, hist = fut.result()
-            m.load_state_dict(state)
-            m.to(device)
-            hists.append(hist)
-            log.info("%s: best validation loss %.4e at epoch %d", kw.get("name", "member"), hist["best_val_loss"],
-                     hist["best_epoch"])
+            members[i].load_state_dict(state)
+            members[i].to(device)
+            finish(i, hist)
+            log.info("%s: best validation loss %.4e at epoch %d", jobs[i].get("name", "member"),
+                     hist["best_val_loss"], hist["best_epoch"])
     return hists
 
 
@@ -704,7 +786,7 @@ def train_closure(cfg: Any, run_dir: str | Path | None = None) -> dict:
     workers = member_workers(st.get("workers", 1), len(members), cfg.get("threads"))
     if workers > 1:
         log.info("fitting %d members in %d processes", len(members), workers)
-    hists = fit_members(members, dtr, dva, jobs, workers, cfg.get("threads"))
+    hists = fit_members(members, dtr, dva, jobs, workers, cfg.get("threads"), resume_dir=run_dir / "members")
     ens.to("cpu").eval()
     pred_va, pred_tr = predict(ens, va), predict(ens, tr)
     err_va, err_tr = errors(pred_va, va), errors(pred_tr, tr)

@@ -97,6 +97,51 @@ def test_members_fitted_side_by_side_are_the_sequential_ones(trained, dataset: P
         member_workers(0, 4, None)
 
 
+def test_a_rerun_of_a_killed_stage_fits_only_the_members_it_had_not_finished(trained, dataset: Path, tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    """Each fitted member is kept in ``<run>/members`` under the key of its inputs: after a kill during member 1 the
+    rerun loads member 0 and fits member 1, and the checkpoint equals that of an uninterrupted run bit for bit; other
+    options, or a damaged member file, mean a fresh fit."""
+    import kinclose.closure.train as train_mod
+
+    out, _ = trained
+    args = ["stage=closure", f"data.root={dataset}", f"moments_ckpt={out / 'moments' / 'moments.pt'}", *CLOSURE_ARGS,
+            "stage.K=2", "stage.epochs=4"]
+    real, fitted, kill = train_mod.fit_member, [], []
+
+    def counting(member, train, val, **kw):  # one function for every run: it is part of a member's key
+        if kw["name"] in kill:
+            raise KeyboardInterrupt("killed")
+        fitted.append(kw["name"])
+        return real(member, train, val, **kw)
+
+    def state(run: Path) -> dict:
+        return torch.load(run / "closure.pt", weights_only=True)["state_dict"]
+
+    monkeypatch.setattr(train_mod, "fit_member", counting)
+    whole = train_mod.train_closure(compose("train", args), tmp_path / "whole")
+    kill.append("member 1")
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train_closure(compose("train", args), tmp_path / "killed")
+    assert sorted(p.name for p in (tmp_path / "killed" / "members").iterdir()) == ["member_0.pt"]
+    assert not (tmp_path / "killed" / "closure.pt").exists()
+    kill.clear()
+    fitted.clear()
+    resumed = train_mod.train_closure(compose("train", args), tmp_path / "killed")
+    assert fitted == ["member 1"]
+    a, b = state(tmp_path / "whole"), state(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_equal(*[[{k: v for k, v in h.items() if k != "wall_s"} for h in r["history"]]
+                              for r in (whole, resumed)])
+    fitted.clear()  # other options: both members fitted again
+    train_mod.train_closure(compose("train", [*args, "stage.lr=2e-3"]), tmp_path / "killed")
+    assert fitted == ["member 0", "member 1"]
+    (tmp_path / "killed" / "members" / "member_0.pt").write_bytes(b"damaged")
+    fitted.clear()
+    train_mod.train_closure(compose("train", [*args, "stage.lr=2e-3"]), tmp_path / "killed")
+    assert fitted == ["member 0"]
+
+
 def test_hyperbolicity_penalty_in_the_closure_stage(trained, dataset: Path, tmp_path: Path) -> None:
     """The penalised stage runs from the config, records its options and the spectrum of the result, and
     leaves fewer non-hyperbolic validation states than the unpenalised run of the same data."""
