@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -40,6 +41,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
             os.unlink(tmp)
         raise
     return path
+
+
+def source_digest() -> str:
+    """SHA-256 over the package's Python sources (relative paths and contents, in sorted order): part of the key
+    of every cached result that the code could change (Mach-sweep entries, fitted closure members)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def writable_dir(path: str | os.PathLike) -> Path:

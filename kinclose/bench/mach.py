@@ -39,7 +39,6 @@ closure recomputes its entries (any edit of ``kinclose/**/*.py`` invalidates the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -56,7 +55,7 @@ from kinclose.bench.shock import (
     precursor_split,
     solve_model,
 )
-from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, writable_dir
+from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, source_digest, writable_dir
 from kinclose.physics import rankine_hugoniot
 from kinclose.reduced.run import check_checkpoints
 from kinclose.shockprofile import FIELDS, ShockProfile
@@ -98,16 +97,6 @@ def _per_mach(cfg: DictConfig) -> dict[float, Any]:
             raise KeyError(f"mach_overrides: Mach {mach:g} appears twice")
         out[mach] = {k: v for k, v in item.items() if k != "mach"}
     return out
-
-
-def source_digest() -> str:
-    """SHA-256 over the package's Python sources (relative paths and contents, in sorted order)."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _cache_key(mach: float, name: str, collision: str, omega: float, options: dict, code: str) -> dict:

@@ -396,7 +396,7 @@ def member_key(member: Any, train: Any, val: Any, job: dict, fit: Callable) -> s
     weights and device, the training and validation data and the fit's options."""
     import hashlib
 
-    from kinclose.bench.mach import source_digest
+    from kinclose.io import source_digest
 
     h = hashlib.sha256(source_digest().encode())
     h.update(f"{fit.__module__}.{fit.__qualname__} on {next(member.parameters()).device}".encode())
