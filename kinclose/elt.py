@@ -245,15 +245,13 @@ def _scalars(d: dict[str, Any]) -> dict[str, Any]:
 
 def check_config(cfg: Any) -> None:
     """Raise a clear error for loop sizes no run can use (before anything is labeled or written)."""
-    least = {"n_initial": 1, "n_candidates": 1, "per_iteration_budget": 1, "label_budget": 0, "max_iterations": 1,
-             "patience": 1, "explore_samples": 1, "n_heldout": 1}
-    bad = {k: cfg[k] for k, lo in least.items() if not (isinstance(cfg[k], int) and cfg[k] >= lo)}
-    if bad:
-        raise ValueError(f"ELT options out of range: {bad}; need integers n_initial, n_candidates, per_iteration_budget, "
-                         "max_iterations, patience, explore_samples, n_heldout >= 1 and label_budget >= 0")
+    from kinclose.apps import check_ints
+    from kinclose.apps.train import check_stage_options
+
+    check_ints(cfg, {"n_initial": 1, "n_candidates": 1, "per_iteration_budget": 1, "label_budget": 0,
+                     "max_iterations": 1, "patience": 1, "explore_samples": 1, "n_heldout": 1}, "ELT options")
     if not float(cfg.min_improvement) >= 0.0:
         raise ValueError(f"min_improvement must be >= 0, got {cfg.min_improvement}")
-    from kinclose.apps.train import check_stage_options
 
     for part in ("moments", "closure"):
         check_stage_options(cfg[part], f"ELT {part} options")

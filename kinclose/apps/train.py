@@ -17,6 +17,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from kinclose.apps import check_ints
+
 STAGES: dict[str, str] = {
     "moments": "kinclose.moments.train:train_moments",
     "closure": "kinclose.closure.train:train_closure",
@@ -41,9 +43,7 @@ def check_stage_options(stage: Any, name: str | None = None) -> None:
     """Raise a clear error for training sizes no run can use (before any data is read); ``stage`` is a stage
     config or a partial one (the ELT's overrides), ``name`` what the message calls it."""
     name = name or f"stage={stage['name']}"
-    bad = {k: stage[k] for k in POSITIVE_INTS if k in stage and not (isinstance(stage[k], int) and stage[k] >= 1)}
-    if bad:
-        raise ValueError(f"{name}: {bad} must be integers >= 1")
+    check_ints(stage, {k: 1 for k in POSITIVE_INTS if k in stage}, name)
     lr = stage.get("lr")
     if lr is not None and not (0.0 < float(lr) < float("inf")):
         raise ValueError(f"{name}: lr must be > 0 and finite, got {lr}")

@@ -57,7 +57,7 @@ from kinclose.bench.shock import (
 )
 from kinclose.io import atomic_savefig, atomic_write_json, atomic_write_text, source_digest, writable_dir
 from kinclose.physics import rankine_hugoniot
-from kinclose.reduced.run import check_checkpoints
+from kinclose.reduced.run import CHECKPOINT_OPTIONS, check_checkpoints
 from kinclose.shockprofile import FIELDS, ShockProfile
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def run_mach_sweep(cfg: DictConfig, cache_dir: str | Path) -> dict:
         log.warning("mach_overrides for Mach %s: not in machs %s, ignored", unused, machs)
     # every option is checked before the first (possibly long) solve
     options = {(m, n): entry_options(cfg, m, n) for m in machs for n in models}
-    checkpoints = {tuple(str(o.get(k)) for k in ("closure", "jacobian_closure", "source")): o for o in options.values()}
+    checkpoints = {tuple(str(o.get(k)) for k in CHECKPOINT_OPTIONS): o for o in options.values()}
     for o in checkpoints.values():  # each distinct closure / source once
         check_checkpoints(o)
     out_dir = writable_dir(cfg.out_dir)

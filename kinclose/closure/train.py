@@ -391,16 +391,25 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(repr(obj).encode())
 
 
-def member_key(member: Any, train: Any, val: Any, job: dict, fit: Callable) -> str:
-    """SHA-256 of everything a member's fit depends on: the package's code, the fit function, the member's initial
-    weights and device, the training and validation data and the fit's options."""
+def inputs_hash(train: Any, val: Any, fit: Callable) -> Any:
+    """SHA-256 state of what every member's fit shares: the package's code, the fit function and the training and
+    validation data (hashed once per stage; :func:`member_key` completes it per member)."""
     import hashlib
 
     from kinclose.io import source_digest
 
     h = hashlib.sha256(source_digest().encode())
-    h.update(f"{fit.__module__}.{fit.__qualname__} on {next(member.parameters()).device}".encode())
-    _feed(h, [member.state_dict(), train, val, job])
+    h.update(f"{fit.__module__}.{fit.__qualname__}".encode())
+    _feed(h, [train, val])
+    return h
+
+
+def member_key(shared: Any, member: Any, job: dict) -> str:
+    """SHA-256 of everything a member's fit depends on: ``shared`` (:func:`inputs_hash`), the member's initial
+    weights and device and the fit's options."""
+    h = shared.copy()
+    h.update(f"on {next(member.parameters()).device}".encode())
+    _feed(h, [member.state_dict(), job])
     return h.hexdigest()
 
 
@@ -441,7 +450,8 @@ def fit_members(members: list, train: Any, val: Any, jobs: list[dict], workers: 
     of a killed stage fits only the members it had not finished."""
     fit = fit_member if fit is None else fit
     resume = None if resume_dir is None else Path(resume_dir)
-    keys = [member_key(m, train, val, kw, fit) if resume else None for m, kw in zip(members, jobs, strict=True)]
+    shared = inputs_hash(train, val, fit) if resume else None
+    keys = [member_key(shared, m, kw) if resume else None for m, kw in zip(members, jobs, strict=True)]
     hists: list[dict | None] = [None] * len(members)
     for i, (m, kw, key) in enumerate(zip(members, jobs, keys, strict=True)):
         done = _load_fitted(resume / f"member_{i}.pt", key) if resume else None

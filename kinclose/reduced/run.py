@@ -50,15 +50,19 @@ def load_source(source: Any) -> Any:
     return LearnedSource.from_checkpoint(resolve_source(source))
 
 
+CHECKPOINT_OPTIONS = ("closure", "jacobian_closure", "source")
+"""The options of a reduced model that can name a checkpoint."""
+
+
 def check_checkpoints(options: dict[str, Any]) -> None:
-    """Load once every checkpoint that a reduced model's ``options`` name (``closure``, ``jacobian_closure``,
-    ``source``): a missing, corrupt or mismatched file then stops a benchmark or sweep before its first solve,
-    instead of being recorded as a failure of the model. Objects, None and "auto" pass unchecked."""
-    for key in ("closure", "jacobian_closure"):
-        value = options.get(key)
+    """Load once every checkpoint that a reduced model's ``options`` name (:data:`CHECKPOINT_OPTIONS`): a missing,
+    corrupt or mismatched file then stops a benchmark or sweep before its first solve, instead of being recorded
+    as a failure of the model. Objects, None and "auto" pass unchecked."""
+    closure, jacobian, source = (options.get(k) for k in CHECKPOINT_OPTIONS)
+    for value in (closure, jacobian):
         if isinstance(value, (str, Path)) and value != "auto":
             load_closure(value)
-    load_source(options.get("source"))
+    load_source(source)
 
 
 def closure_diagnostics(cl: ShapeClosure, U: np.ndarray, W: np.ndarray) -> dict[str, Any]:
